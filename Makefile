@@ -1,0 +1,52 @@
+# perflab: two commands on a fresh clone — `make demo` and `make test`.
+# Needs only Python 3.11+ and make; everything else goes into .venv.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	&& { command -v $$p; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install demo test lint format lab bench clean test-external
+
+help:
+	@echo "make demo    - set up, run the main comparison, print and save it (data/results/)"
+	@echo "make test    - set up, lint, run the whole test suite (notebooks included)"
+	@echo "make lab     - open JupyterLab on notebooks/"
+	@echo "make format  - format the code with ruff"
+	@echo "make clean   - remove .venv, generated data and results"
+
+$(STAMP): pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then echo "perflab needs Python 3.11 or newer on PATH" >&2; exit 1; fi
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/perflab demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	$(BIN)/python -m pytest
+
+# The service tests again, against external PostgreSQL and Redis (set DATABASE_URL, REDIS_URL).
+test-external: install
+	$(BIN)/python -m pytest tests/services -m "not notebook"
+
+lab: install
+	$(BIN)/jupyter lab notebooks/
+
+clean:
+	rm -rf $(VENV) data/*.sqlite3* data/logs data/results/2* test-artifacts

@@ -1,0 +1,321 @@
+"""The `perflab` command. Every error is one clear line on stderr and a non-zero exit code."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from perflab import experiments, results
+from perflab.errors import LabError
+from perflab.loadgen import Endpoint, LoadProfile
+
+
+def _print_run(run) -> None:
+    with pd.option_context(
+        "display.width", 160, "display.max_columns", 20, "display.float_format", "{:.2f}".format
+    ):
+        print()
+        print(run.table().to_string(index=False))
+        if not run.comparison.empty:
+            print()
+            print(run.comparison.to_string(index=False))
+    for key, msg in run.errors.items():
+        print(f"\n! {key} did not run: {msg}")
+
+
+def _profile(args: argparse.Namespace, base: LoadProfile) -> LoadProfile:
+    prof = LoadProfile(**{**base.__dict__})
+    for name in ("duration", "users", "warmup", "workers"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(prof, name, value)
+    if getattr(args, "rate", None) is not None:
+        prof.model, prof.rate = "open", args.rate
+        if getattr(args, "users", None) is None:
+            prof.users = max(10, int(args.rate))
+    if getattr(args, "poisson", False):
+        prof.arrival = "poisson"
+    if prof.warmup >= prof.duration:
+        prof.warmup = prof.duration / 4
+    return prof
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from perflab.lab import Lab
+    from perflab.runner import run_experiments
+
+    exps = [experiments.get(n) for n in experiments.DEMO]
+    print(f"perflab demo: {', '.join(e.name for e in exps)} on the '{args.size}' dataset")
+    with Lab(size=args.size) as lab:
+        run = run_experiments(exps, lab=lab, quick=True, name="demo")
+    _print_run(run)
+    print(f"\nreport: {run.path / 'report.html'}")
+    return 130 if run.interrupted else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from perflab.lab import Lab
+    from perflab.runner import run_experiments
+
+    exp = experiments.get(args.experiment)
+    if args.variants:
+        exp = exp.with_variants(args.variants.split(","))
+    base = exp.quick_profile if args.quick else exp.profile
+    prof = _profile(args, base)
+    with Lab(size=args.size) as lab:
+        run = run_experiments([exp], lab=lab, profile=prof, repeat=args.repeat)
+    _print_run(run)
+    print(f"\nreport: {run.path / 'report.html'}")
+    return 130 if run.interrupted else 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from perflab.lab import Lab
+
+    settings = {}
+    if args.service == "catalog":
+        settings = {"queries": args.queries, "cache": args.cache}
+    with Lab(size=args.size) as lab:
+        svc = lab.service(args.service, port=args.port, workers=args.workers, **settings)
+        print(
+            f"{args.service} ({', '.join(f'{k}={v}' for k, v in settings.items())}) at "
+            f"{svc.url}  docs: {svc.url}/docs  logs: {svc.log_file}"
+        )
+        if lab.embedded_redis is not None:
+            print(f"embedded redis-server ({lab.embedded_redis.source}) at {lab.redis_url}")
+        print("Ctrl-C to stop.", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        try:
+            while svc.running:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        if not svc.running and svc.proc is not None:
+            print(f"{args.service} exited; last log lines:\n{svc.proc.output_tail()}")
+            return 1
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from perflab.lab import default_database_url
+    from services.catalog import datagen
+
+    url = args.database_url or default_database_url(args.size)
+    info = datagen.generate(url, args.size, args.seed)
+    print(
+        f"generated {info['products']} products, {info['reviews']} reviews in "
+        f"{info['categories']} categories in {info['seconds']} s -> {url}"
+    )
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from perflab.loadgen import check_target, run_load
+    from perflab.runner import Run, finalize
+
+    if bool(args.path) == bool(args.locustfile):
+        raise LabError("give exactly one of --path or --locustfile")
+    if args.users is None and args.rate is None:
+        raise LabError("give --users N (closed model) or --rate R (open model)")
+    check_target(args.host, args.allow_remote)
+    prof = _profile(args, LoadProfile(duration=args.duration or 10, warmup=args.warmup or 1))
+    locustfile = Path(args.locustfile).resolve() if args.locustfile else None
+    if locustfile is not None and not locustfile.is_file():
+        raise LabError(f"locustfile {args.locustfile} not found")
+    mix = [Endpoint(f"GET {args.path}", args.path)] if args.path else []
+    run_dir = results.new_run_dir("load")
+    exp = experiments.Experiment(
+        name="load",
+        title=f"Load on {args.host}",
+        question="How does this endpoint respond?",
+        variants=[experiments.Variant("target", {"host": args.host})],
+        mix=mix,
+        profile=prof,
+        quick_profile=prof,
+        service="external",
+    )
+    manifest = {
+        "run_id": run_dir.name,
+        "started_at": results.iso(results.now()),
+        "experiments": {
+            "load": {
+                "title": exp.title,
+                "question": exp.question,
+                "baseline": "target",
+                "profile": prof.__dict__,
+                "mix": [e.__dict__ for e in mix],
+                "locustfile": str(locustfile) if locustfile else None,
+                "variants": {"target": {"settings": {"host": args.host}}},
+            }
+        },
+        **results.environment(),
+    }
+    result = run_load(
+        args.host,
+        mix,
+        prof,
+        run_dir / "raw",
+        label="target",
+        locustfile=locustfile,
+        allow_remote=args.allow_remote,
+    )
+    frame = result.samples.assign(
+        experiment="load", variant="target", repeat=0, warmup_s=prof.warmup
+    )
+    manifest.update(ended_at=results.iso(results.now()), interrupted=result.interrupted, errors={})
+    run: Run = finalize(run_dir, [frame], [], [], manifest, [exp])
+    _print_run(run)
+    print(f"\nSaved to {run_dir}")
+    return 130 if result.interrupted else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from perflab import report
+    from perflab.runner import Run
+
+    data = results.load_run(args.run)
+    run = Run(
+        data["path"],
+        data["summary"],
+        data["comparison"] if data["comparison"] is not None else pd.DataFrame(),
+        data["samples"] if data["samples"] is not None else pd.DataFrame(),
+        data["metrics"] if data["metrics"] is not None else pd.DataFrame(),
+        pd.DataFrame(),
+        data["manifest"],
+    )
+    _print_run(run)
+    out = report.write(run, data["path"] / "report.html")
+    print(f"\nreport: {out}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from perflab import stats
+
+    a, b = results.load_run(args.run_a), results.load_run(args.run_b)
+    if a["samples"] is None or b["samples"] is None:
+        raise LabError("both runs need samples.csv.gz to be compared")
+    rows = []
+    for (exp, variant, endpoint), ga in a["samples"].groupby(["experiment", "variant", "endpoint"]):
+        gb = b["samples"][
+            (b["samples"]["experiment"] == exp)
+            & (b["samples"]["variant"] == variant)
+            & (b["samples"]["endpoint"] == endpoint)
+        ]
+        if gb.empty:
+            continue
+        ma = stats.measured(ga, float(ga["warmup_s"].iloc[0])).assign(variant="A")
+        mb = stats.measured(gb, float(gb["warmup_s"].iloc[0])).assign(variant="B")
+        both = pd.concat([ma, mb])
+        for p in (50, 95):
+            c = stats.compare(both, "A", "B", p)
+            rows.append(
+                {
+                    "experiment": exp,
+                    "variant": variant,
+                    "endpoint": endpoint,
+                    "statistic": c["statistic"],
+                    "A_ms": float(ma["latency_ms"].quantile(p / 100)),
+                    "B_ms": float(mb["latency_ms"].quantile(p / 100)),
+                    "A/B": c["ratio"],
+                    "ci_low": c["ci_low"],
+                    "ci_high": c["ci_high"],
+                    "B is": c["verdict"],
+                }
+            )
+    if not rows:
+        raise LabError("the two runs share no (experiment, variant, endpoint) to compare")
+    table = pd.DataFrame(rows)
+    with pd.option_context("display.width", 160, "display.float_format", "{:.2f}".format):
+        print(f"A = {a['path'].name}\nB = {b['path'].name}\n")
+        print(table.to_string(index=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="perflab",
+        description="An observability and performance lab for Python microservices.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sizes = ["tiny", "small", "medium", "default"]
+
+    d = sub.add_parser("demo", help="run the main comparison (queries and caching), quickly")
+    d.add_argument("--size", default="medium", choices=sizes, help="dataset size (default medium)")
+    d.set_defaults(fn=cmd_demo)
+
+    r = sub.add_parser("run", help="run one experiment: its variants under load, compared")
+    r.add_argument("experiment", help=f"one of: {', '.join(experiments.EXPERIMENTS)}")
+    r.add_argument("--variants", help="comma-separated subset, baseline first")
+    r.add_argument("--duration", type=float, help="seconds of load per variant")
+    r.add_argument("--warmup", type=float, help="seconds excluded from statistics")
+    r.add_argument("--users", type=int, help="concurrent users (closed model)")
+    r.add_argument("--rate", type=float, help="arrival rate, req/s (switches to the open model)")
+    r.add_argument("--poisson", action="store_true", help="Poisson arrivals (open model)")
+    r.add_argument("--repeat", type=int, default=1, help="repetitions, variants interleaved")
+    r.add_argument("--workers", type=int, help="Locust worker processes (distributed)")
+    r.add_argument("--quick", action="store_true", help="short load (for a first look)")
+    r.add_argument("--size", default="medium", choices=sizes)
+    r.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("serve", help="run one service variant in the foreground")
+    s.add_argument("service", choices=["catalog", "gateway"])
+    s.add_argument("--port", type=int)
+    s.add_argument("--queries", default="optimized", choices=["naive", "optimized"])
+    s.add_argument("--cache", default="none", choices=["none", "memory", "redis"])
+    s.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    s.add_argument("--size", default="medium", choices=sizes)
+    s.set_defaults(fn=cmd_serve)
+
+    g = sub.add_parser("data", help="generate the seeded sample dataset")
+    g.add_argument("action", choices=["generate"])
+    g.add_argument("--size", default="medium", choices=sizes)
+    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--database-url", help="default: a SQLite file under data/")
+    g.set_defaults(fn=cmd_data)
+
+    ld = sub.add_parser("load", help="load any loopback HTTP service and record every request")
+    ld.add_argument("--host", required=True, help="e.g. http://127.0.0.1:8000")
+    ld.add_argument("--path", help="the path to request, e.g. /healthz")
+    ld.add_argument("--locustfile", help="your own locustfile instead of --path")
+    ld.add_argument("--users", type=int)
+    ld.add_argument("--rate", type=float)
+    ld.add_argument("--poisson", action="store_true")
+    ld.add_argument("--duration", type=float, default=10)
+    ld.add_argument("--warmup", type=float, default=1)
+    ld.add_argument("--workers", type=int)
+    ld.add_argument(
+        "--allow-remote", action="store_true", help="allow a non-loopback target (only one you own)"
+    )
+    ld.set_defaults(fn=cmd_load)
+
+    rp = sub.add_parser("report", help="print a saved run and rewrite its report.html")
+    rp.add_argument("run", help="run folder, run id, or 'latest'")
+    rp.set_defaults(fn=cmd_report)
+
+    c = sub.add_parser("compare", help="compare two saved runs, with confidence intervals")
+    c.add_argument("run_a")
+    c.add_argument("run_b")
+    c.set_defaults(fn=cmd_compare)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except LabError as exc:
+        print(f"perflab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("perflab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

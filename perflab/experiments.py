@@ -1,0 +1,87 @@
+"""The experiments the lab knows: which variants, which traffic, which load.
+
+An experiment asks one question ("what do eager loading and indexes buy on the list
+endpoint?") by running the same traffic against service variants that differ in one thing.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from perflab.errors import LabError
+from perflab.loadgen import Endpoint, LoadProfile
+
+
+@dataclass
+class Variant:
+    name: str
+    settings: dict[str, object]
+
+
+@dataclass
+class Experiment:
+    name: str
+    title: str
+    question: str
+    variants: list[Variant]
+    mix: list[Endpoint]
+    profile: LoadProfile
+    quick_profile: LoadProfile
+    service: str = "catalog"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def baseline(self) -> str:
+        return self.variants[0].name
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise LabError(
+            f"experiment {self.name!r} has no variant {name!r}: "
+            f"choose from {', '.join(v.name for v in self.variants)}"
+        )
+
+    def with_variants(self, names: list[str]) -> Experiment:
+        other = copy.deepcopy(self)
+        other.variants = [self.variant(n) for n in names]
+        return other
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "queries": Experiment(
+        name="queries",
+        title="Query optimization: N+1 and missing indexes vs eager loading and indexes",
+        question="What do eager loading, SQL aggregates and indexes buy on GET /products?",
+        variants=[
+            Variant("naive", {"queries": "naive", "cache": "none"}),
+            Variant("optimized", {"queries": "optimized", "cache": "none"}),
+        ],
+        mix=[Endpoint("GET /products", "/products?limit=20&category={category}")],
+        profile=LoadProfile(model="closed", users=8, duration=30, warmup=5),
+        quick_profile=LoadProfile(model="closed", users=4, duration=8, warmup=2),
+    ),
+    "caching": Experiment(
+        name="caching",
+        title="Caching: none vs in-process vs Redis, cache-aside with TTL",
+        question="What does a cache buy on GET /products/{id} under Zipf-popular traffic?",
+        variants=[
+            Variant("none", {"queries": "optimized", "cache": "none"}),
+            Variant("memory", {"queries": "optimized", "cache": "memory"}),
+            Variant("redis", {"queries": "optimized", "cache": "redis"}),
+        ],
+        mix=[Endpoint("GET /products/{id}", "/products/{product}")],
+        profile=LoadProfile(model="closed", users=8, duration=30, warmup=5),
+        quick_profile=LoadProfile(model="closed", users=4, duration=8, warmup=2),
+    ),
+}
+
+DEMO = ["queries", "caching"]
+
+
+def get(name: str) -> Experiment:
+    if name not in EXPERIMENTS:
+        raise LabError(f"unknown experiment {name!r}: choose one of {', '.join(EXPERIMENTS)}")
+    return copy.deepcopy(EXPERIMENTS[name])

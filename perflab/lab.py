@@ -1,0 +1,126 @@
+"""`Lab`: the notebook's and the CLI's handle on everything the lab starts.
+
+```
+with Lab() as lab:
+    with lab.service("catalog", queries="naive") as svc:
+        ...
+```
+The lab owns the dataset, the embedded Redis (started only when a variant needs it and no
+`REDIS_URL` is set) and every service it started; `close()` (or leaving the `with`) stops them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from perflab import paths
+from perflab.errors import LabError
+from perflab.redis_server import EmbeddedRedis
+from perflab.services import ServiceHandle, start_service
+
+
+def default_database_url(size: str) -> str:
+    return f"sqlite:///{paths.DATA / f'catalog-{size}.sqlite3'}"
+
+
+class Lab:
+    def __init__(
+        self,
+        size: str = "small",
+        seed: int = 42,
+        database_url: str | None = None,
+        redis_url: str | None = None,
+        log_dir: Path | None = None,
+    ) -> None:
+        self.size = size
+        self.seed = seed
+        self.database_url = (
+            database_url or os.environ.get("DATABASE_URL") or (default_database_url(size))
+        )
+        self._external_redis = redis_url or os.environ.get("REDIS_URL")
+        self.log_dir = log_dir or paths.DATA / "logs"
+        self.embedded_redis: EmbeddedRedis | None = None
+        self.services: list[ServiceHandle] = []
+        self.dataset: dict | None = None
+
+    # --- resources ------------------------------------------------------------------------
+    def ensure_data(self) -> dict:
+        """Generate the seeded dataset unless the database already holds it."""
+        from services.catalog import datagen
+
+        if self.dataset is None:
+            self.dataset = datagen.ensure(self.database_url, self.size, self.seed)
+        return self.dataset
+
+    @property
+    def redis_url(self) -> str:
+        """An external Redis if configured, else the lab's own redis-server (started now)."""
+        if self._external_redis:
+            return self._external_redis
+        if self.embedded_redis is None:
+            self.embedded_redis = EmbeddedRedis(log_dir=self.log_dir).start()
+        return self.embedded_redis.url
+
+    @property
+    def redis_source(self) -> str:
+        if self._external_redis:
+            return "external (REDIS_URL)"
+        return f"embedded ({self.embedded_redis.source})" if self.embedded_redis else "none"
+
+    # --- services -------------------------------------------------------------------------
+    def catalog_env(self, **settings: object) -> dict[str, str]:
+        env = {"CATALOG_DATABASE_URL": self.database_url}
+        for key, value in settings.items():
+            env[f"CATALOG_{key.upper()}"] = (
+                str(value).lower() if isinstance(value, bool) else str(value)
+            )
+        if settings.get("cache") == "redis":
+            env["CATALOG_REDIS_URL"] = self.redis_url
+        return env
+
+    def service(
+        self,
+        name: str = "catalog",
+        *,
+        label: str | None = None,
+        port: int | None = None,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        log_dir: Path | None = None,
+        **settings: object,
+    ) -> ServiceHandle:
+        """Start a service variant: `lab.service("catalog", queries="naive", cache="redis")`."""
+        self.ensure_data()
+        if name == "catalog":
+            full_env = {**self.catalog_env(**settings), **(env or {})}
+        else:
+            full_env = {f"{name.upper()}_{k.upper()}": str(v) for k, v in settings.items()}
+            full_env.update(env or {})
+        handle = start_service(
+            name, full_env, log_dir or self.log_dir, label=label, port=port, workers=workers
+        )
+        self.services.append(handle)
+        return handle
+
+    def close(self) -> None:
+        for svc in self.services:
+            svc.stop()
+        self.services.clear()
+        if self.embedded_redis is not None:
+            self.embedded_redis.stop()
+            self.embedded_redis = None
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # a notebook that forgot close(): still stop the children
+        with contextlib.suppress(Exception):  # interpreter shutdown: nothing to tell
+            self.close()
+
+
+__all__ = ["Lab", "LabError", "default_database_url"]

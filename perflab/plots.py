@@ -1,0 +1,147 @@
+"""Plots of a run, readable on a classroom projector: labelled axes, units, large type.
+
+Each function takes a `Run` (or its frames) and returns a matplotlib Figure: notebooks show it
+inline, `save_all` writes PNGs into the run folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+if not matplotlib.get_backend().lower().startswith(("module://", "nbagg", "ipympl")):
+    matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from perflab.runner import Run
+
+plt.rcParams.update(
+    {"font.size": 12, "axes.titlesize": 14, "axes.grid": True, "grid.alpha": 0.3, "figure.dpi": 100}
+)
+
+
+def percentiles(summary: pd.DataFrame, experiment: str) -> plt.Figure:
+    """p50/p95/p99 per variant, with bootstrap 95% intervals as error bars (log scale)."""
+    s = summary[summary["experiment"] == experiment]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    width = 0.8 / 3
+    x = np.arange(len(s))
+    for i, p in enumerate((50, 95, 99)):
+        vals = s[f"p{p}_ms"].to_numpy()
+        lo = vals - s.get(f"p{p}_ci_low", pd.Series(vals)).to_numpy()
+        hi = s.get(f"p{p}_ci_high", pd.Series(vals)).to_numpy() - vals
+        ax.bar(
+            x + (i - 1) * width,
+            vals,
+            width,
+            yerr=np.nan_to_num([lo, hi]).clip(0),
+            capsize=3,
+            label=f"p{p}",
+        )
+    ax.set_xticks(x, [f"{v}\n{e}" for v, e in zip(s["variant"], s["endpoint"], strict=True)])
+    ax.set_yscale("log")
+    ax.set_ylabel("latency (ms, log scale)")
+    ax.set_title(f"{experiment}: latency percentiles (95% CI)")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def cdf(samples: pd.DataFrame, experiment: str) -> plt.Figure:
+    """Latency CDF per variant on a log axis: where every request landed, not one number."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    s = samples[samples["experiment"] == experiment]
+    for variant, g in s.groupby("variant", sort=False):
+        lat = np.sort(g["latency_ms"].to_numpy(dtype=float))
+        ax.plot(lat, np.arange(1, len(lat) + 1) / len(lat), label=str(variant), lw=2)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (ms, log scale)")
+    ax.set_ylabel("fraction of requests")
+    ax.set_title(f"{experiment}: latency CDF")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def timeline(samples: pd.DataFrame, experiment: str, bin_s: float = 1.0) -> plt.Figure:
+    """Throughput and p95 over time per variant (time since each variant's load started)."""
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    s = samples[samples["experiment"] == experiment]
+    for variant, g in s.groupby("variant", sort=False):
+        g = g[g["repeat"] == g["repeat"].min()]
+        t = g["t_intended"] - g["t_intended"].min()
+        b = (t // bin_s) * bin_s
+        a1.plot(g.groupby(b).size() / bin_s, label=str(variant), lw=2)
+        a2.plot(g.groupby(b)["latency_ms"].quantile(0.95), label=str(variant), lw=2)
+    a1.set_ylabel("requests/s")
+    a2.set_ylabel("p95 (ms)")
+    a2.set_yscale("log")
+    a2.set_xlabel("seconds since load start (first repetition; warm-up included)")
+    a1.set_title(f"{experiment}: throughput and p95 over time")
+    a1.legend()
+    fig.tight_layout()
+    return fig
+
+
+def db_queries(samples: pd.DataFrame, experiment: str) -> plt.Figure | None:
+    s = samples[samples["experiment"] == experiment]
+    q = pd.to_numeric(s["x_db_queries"], errors="coerce")
+    if q.isna().all():
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4))
+    means = q.groupby(s["variant"], sort=False).mean()
+    ax.bar(means.index.astype(str), means.to_numpy())
+    ax.set_ylabel("SQL statements per request (mean)")
+    ax.set_title(f"{experiment}: database queries per request")
+    fig.tight_layout()
+    return fig
+
+
+def cache_hits(samples: pd.DataFrame, experiment: str, bin_s: float = 1.0) -> plt.Figure | None:
+    s = samples[samples["experiment"] == experiment]
+    looked = s[s["x_cache"].isin(["hit", "miss"])]
+    if looked.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for variant, g in looked.groupby("variant", sort=False):
+        g = g[g["repeat"] == g["repeat"].min()]
+        t = g["t_intended"] - g["t_intended"].min()
+        ratio = (g["x_cache"] == "hit").groupby((t // bin_s) * bin_s).mean()
+        ax.plot(ratio, label=str(variant), lw=2)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("cache hit ratio")
+    ax.set_xlabel("seconds since load start")
+    ax.set_title(f"{experiment}: cache hit ratio over time")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def figures(run: Run) -> dict[str, plt.Figure]:
+    out: dict[str, plt.Figure] = {}
+    if run.samples.empty:
+        return out
+    for exp in run.summary["experiment"].unique():
+        out[f"{exp}-percentiles"] = percentiles(run.summary, exp)
+        out[f"{exp}-cdf"] = cdf(run.samples, exp)
+        out[f"{exp}-timeline"] = timeline(run.samples, exp)
+        for name, fn in (("db-queries", db_queries), ("cache-hits", cache_hits)):
+            fig = fn(run.samples, exp)
+            if fig is not None:
+                out[f"{exp}-{name}"] = fig
+    return out
+
+
+def save_all(run: Run, folder: Path) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for name, fig in figures(run).items():
+        fig.savefig(folder / f"{name}.png", dpi=110)
+        plt.close(fig)
+        names.append(f"plots/{name}.png")
+    return names

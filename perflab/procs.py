@@ -1,0 +1,162 @@
+"""Child processes that never outlive the lab.
+
+Every service, Redis and Locust process the lab starts goes through `spawn`:
+- on Linux the kernel sends it SIGKILL when the lab dies, even by SIGKILL (PR_SET_PDEATHSIG);
+- it gets `PERFLAB_PARENT_PID`, which our services and locustfiles watch, so grandchildren
+  (uvicorn workers, Locust workers) follow too, and platforms without PDEATHSIG are covered;
+- it runs in its own process group, so a Ctrl-C in a notebook reaches the lab first and the lab
+  stops children in order (load first, then services) and keeps what was measured;
+- an `atexit` hook stops whatever is still running when the interpreter exits normally.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import httpx
+
+from perflab.errors import LabError
+
+_PR_SET_PDEATHSIG = 1
+_live: weakref.WeakSet[ManagedProcess] = weakref.WeakSet()
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    os.setpgid(0, 0)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def tail(path: Path | None, lines: int = 20) -> str:
+    if path is None or not path.exists():
+        return ""
+    text = path.read_text(errors="replace").splitlines()
+    return "\n".join(text[-lines:])
+
+
+class ManagedProcess:
+    """A child process with its output in a file, stoppable politely then firmly."""
+
+    def __init__(self, name: str, popen: subprocess.Popen, output: Path | None) -> None:
+        self.name = name
+        self.popen = popen
+        self.output = output
+        _live.add(self)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout: float = 5.0, sig: int = signal.SIGTERM) -> int | None:
+        """Signal the whole process group, wait, then SIGKILL whatever is left."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.popen.pid, sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+        # Reap stragglers of the group (workers) even after the leader exited.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        _live.discard(self)
+        return self.popen.returncode
+
+    def output_tail(self, lines: int = 20) -> str:
+        return tail(self.output, lines)
+
+
+def spawn(
+    name: str,
+    argv: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    output: Path | None = None,
+    cwd: Path | None = None,
+) -> ManagedProcess:
+    full_env = {**os.environ, **(env or {}), "PERFLAB_PARENT_PID": str(os.getpid())}
+    out = subprocess.DEVNULL
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        out = output.open("ab")
+    try:
+        popen = subprocess.Popen(
+            list(argv),
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            preexec_fn=_die_with_parent,
+        )
+    except FileNotFoundError as exc:
+        raise LabError(f"cannot start {name}: {exc.filename} not found") from None
+    finally:
+        if output is not None:
+            out.close()  # type: ignore[union-attr]
+    return ManagedProcess(name, popen, output)
+
+
+def wait_until(check: Callable[[], bool], proc: ManagedProcess, timeout: float, what: str) -> None:
+    """Poll `check` until true; fail fast (with the child's last log lines) if it exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise LabError(
+                f"{proc.name} exited with code {proc.popen.returncode} before {what}.\n"
+                f"Last lines of its log ({proc.output}):\n{proc.output_tail()}"
+            )
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(0.05)
+    proc.stop()
+    raise LabError(
+        f"{proc.name} did not become ready ({what}) within {timeout:.0f} s.\n"
+        f"Last lines of its log ({proc.output}):\n{proc.output_tail()}"
+    )
+
+
+def http_ok(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        return httpx.get(url, timeout=1.0).status_code == 200
+
+    return check
+
+
+@atexit.register
+def stop_all() -> None:
+    """Stop every child still running (normal interpreter exit, or an explicit clean-up)."""
+    for proc in list(_live):
+        with contextlib.suppress(Exception):
+            proc.stop(timeout=3)

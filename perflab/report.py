@@ -1,0 +1,65 @@
+"""report.html: one self-contained page (plots inlined) with a run's tables and plots."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from perflab.runner import Run
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }
+th, td { border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; margin: 0.5rem 0; } .warn { color: #a40; }
+code { background: #f3f3f3; padding: 0 0.2rem; }
+"""
+
+
+def _table(df) -> str:
+    if df is None or df.empty:
+        return "<p>(empty)</p>"
+    return df.to_html(index=False, float_format=lambda x: f"{x:.3f}", border=0)
+
+
+def write(run: Run, path: Path) -> Path:
+    m = run.manifest
+    parts = [f"<h1>perflab run {html.escape(m.get('run_id', ''))}</h1>"]
+    parts.append(
+        f"<p>Started {html.escape(str(m.get('started_at')))}, ended "
+        f"{html.escape(str(m.get('ended_at')))}; git {html.escape(str(m.get('git_commit')))}; "
+        f"{m.get('cpu_count')} CPUs; Python {html.escape(str(m.get('python')))}; database "
+        f"{html.escape(str(m.get('database')))}; Redis {html.escape(str(m.get('redis')))}.</p>"
+    )
+    if m.get("interrupted"):
+        parts.append("<p class=warn>This run was interrupted: it holds what was measured.</p>")
+    for key, msg in (m.get("errors") or {}).items():
+        parts.append(f"<p class=warn>{html.escape(key)} did not run: {html.escape(msg)}</p>")
+    for name, exp in (m.get("experiments") or {}).items():
+        parts.append(f"<h2>{html.escape(exp.get('title', name))}</h2>")
+        parts.append(
+            f"<p>{html.escape(exp.get('question', ''))} Load: "
+            f"<code>{html.escape(json.dumps(exp.get('profile')))}</code></p>"
+        )
+        if not run.summary.empty:
+            parts.append(_table(run.summary[run.summary["experiment"] == name]))
+        if not run.comparison.empty:
+            parts.append(_table(run.comparison[run.comparison["experiment"] == name]))
+        for rel in m.get("plots", []):
+            if Path(rel).name.startswith(f"{name}-"):
+                png = (path.parent / rel).read_bytes()
+                data = base64.b64encode(png).decode()
+                parts.append(f'<img alt="{html.escape(rel)}" src="data:image/png;base64,{data}">')
+    page = (
+        f"<!doctype html><html><head><meta charset=utf-8><title>perflab "
+        f"{html.escape(m.get('run_id', ''))}</title><style>{_STYLE}</style></head><body>"
+        + "\n".join(parts)
+        + "</body></html>"
+    )
+    path.write_text(page, encoding="utf-8")
+    return path

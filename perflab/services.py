@@ -1,0 +1,90 @@
+"""Start and stop the sample services as uvicorn subprocesses on free loopback ports."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from perflab import paths
+from perflab.errors import LabError
+from perflab.procs import ManagedProcess, free_port, http_ok, port_in_use, spawn, wait_until
+
+APPS = {
+    "catalog": "services.catalog.main:create_app",
+    "gateway": "services.gateway.main:create_app",
+}
+
+
+@dataclass
+class ServiceHandle:
+    """A running service: its URL, its settings, its log files. Stop it, or use `with`."""
+
+    name: str
+    url: str
+    port: int
+    env: dict[str, str]
+    log_file: Path
+    output_file: Path
+    proc: ManagedProcess | None = field(repr=False, default=None)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+            self.proc = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.alive()
+
+    def __enter__(self) -> ServiceHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_service(
+    service: str,
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    label: str | None = None,
+    port: int | None = None,
+    workers: int = 1,
+    timeout: float = 60.0,
+) -> ServiceHandle:
+    """Start `service` with settings `env` (e.g. CATALOG_QUERIES=naive); wait for /healthz."""
+    if service not in APPS:
+        raise LabError(f"unknown service {service!r}: choose one of {', '.join(APPS)}")
+    if port is not None and port_in_use(port):
+        raise LabError(f"port {port} is taken: stop what uses it, or leave --port out")
+    port = port or free_port()
+    label = label or service
+    log_dir.mkdir(parents=True, exist_ok=True)
+    prefix = service.upper()
+    log_file = log_dir / f"{label}.jsonl"
+    output = log_dir / f"{label}.out"
+    env = {**env, f"{prefix}_LOG_FILE": str(log_file), f"{prefix}_SERVICE_NAME": service}
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        APPS[service],
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--timeout-graceful-shutdown",
+        "3",
+    ]
+    proc = spawn(label, argv, env=env, output=output, cwd=paths.ROOT)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(http_ok(url + "/healthz"), proc, timeout, "answering /healthz")
+    return ServiceHandle(label, url, port, env, log_file, output, proc)

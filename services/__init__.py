@@ -1,0 +1,1 @@
+"""Sample FastAPI microservices that the perflab harness starts, loads and measures."""

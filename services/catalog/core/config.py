@@ -1,0 +1,45 @@
+"""The catalog's one typed `Settings`, read from `CATALOG_*` environment variables.
+
+`DATABASE_URL` and `REDIS_URL` are also read unprefixed, the names most tools and hosting
+platforms use, so pointing the lab at PostgreSQL or an external Redis is one variable each.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///data/catalog.sqlite3"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CATALOG_", extra="ignore")
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL, validation_alias=AliasChoices("CATALOG_DATABASE_URL", "DATABASE_URL")
+    )
+    redis_url: str | None = Field(
+        None, validation_alias=AliasChoices("CATALOG_REDIS_URL", "REDIS_URL")
+    )
+    queries: Literal["naive", "optimized"] = "optimized"
+    cache: Literal["none", "memory", "redis"] = "none"
+    cache_ttl_seconds: float = Field(30.0, gt=0)
+    cache_max_entries: int = Field(10_000, gt=0)
+    manage_indexes: bool = True
+    log_enabled: bool = True
+    log_file: str | None = None
+    metrics_enabled: bool = True
+    headers_enabled: bool = True
+    service_name: str = "catalog"
+
+    @property
+    def variant(self) -> str:
+        return f"queries={self.queries},cache={self.cache}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,314 @@
+"""A deterministic, seeded catalog dataset: categories, products, reviews.
+
+The same seed and size give the same rows on every machine, so students compare numbers that
+mean the same thing. Review counts are skewed (a few products have hundreds of reviews, most a
+handful), the way real catalogs are; the load tests add a Zipf-like popularity over product ids
+so caches see hot and cold keys.
+
+SQLite datasets are written to a temporary file and renamed into place, so an interrupted
+generation never leaves half a database behind.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from time import perf_counter
+
+from sqlalchemy import Column, MetaData, String, Table, insert, select
+from sqlalchemy.engine import make_url
+
+from services.catalog.core.db import is_sqlite, make_engine
+from services.catalog.models import Base, Category, Product, Review
+
+GENERATOR_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class Size:
+    categories: int
+    products: int
+    reviews: int
+
+
+SIZES: dict[str, Size] = {
+    "tiny": Size(categories=5, products=200, reviews=2_000),
+    "small": Size(categories=20, products=2_000, reviews=20_000),
+    "medium": Size(categories=40, products=10_000, reviews=100_000),
+    "default": Size(categories=50, products=50_000, reviews=500_000),
+}
+
+_ADJ = [
+    "Classic",
+    "Compact",
+    "Deluxe",
+    "Eco",
+    "Ergonomic",
+    "Fast",
+    "Heavy-Duty",
+    "Light",
+    "Modern",
+    "Portable",
+    "Premium",
+    "Pro",
+    "Quiet",
+    "Rugged",
+    "Slim",
+    "Smart",
+    "Solid",
+    "Sturdy",
+    "Ultra",
+    "Vintage",
+    "Wireless",
+    "Everyday",
+    "Silver",
+    "Midnight",
+]
+_NOUN = [
+    "Backpack",
+    "Blender",
+    "Camera",
+    "Chair",
+    "Desk",
+    "Drill",
+    "Headphones",
+    "Kettle",
+    "Keyboard",
+    "Lamp",
+    "Monitor",
+    "Mouse",
+    "Notebook",
+    "Pan",
+    "Router",
+    "Scooter",
+    "Speaker",
+    "Tent",
+    "Thermos",
+    "Toaster",
+    "Umbrella",
+    "Watch",
+    "Wallet",
+    "Jacket",
+]
+_CATEGORY = [
+    "Audio",
+    "Bags",
+    "Books",
+    "Camping",
+    "Cameras",
+    "Cleaning",
+    "Computers",
+    "Cooking",
+    "Cycling",
+    "Fitness",
+    "Furniture",
+    "Garden",
+    "Gaming",
+    "Health",
+    "Kitchen",
+    "Lighting",
+    "Music",
+    "Office",
+    "Outdoor",
+    "Pets",
+    "Phones",
+    "Sports",
+    "Storage",
+    "Tools",
+    "Toys",
+    "Travel",
+    "Watches",
+    "Baby",
+    "Beauty",
+    "Coffee",
+    "Crafts",
+    "Decor",
+    "Diving",
+    "Drones",
+    "Fishing",
+    "Hiking",
+    "Kids",
+    "Laundry",
+    "Maps",
+    "Party",
+    "Photo",
+    "Running",
+    "Safety",
+    "Sewing",
+    "Skiing",
+    "Sleep",
+    "Snacks",
+    "Surf",
+    "Tea",
+    "Yoga",
+]
+_WORDS = [
+    "great",
+    "solid",
+    "cheap",
+    "pricey",
+    "works",
+    "broke",
+    "fast",
+    "slow",
+    "quiet",
+    "loud",
+    "light",
+    "heavy",
+    "love",
+    "hate",
+    "return",
+    "again",
+    "gift",
+    "daily",
+    "battery",
+    "build",
+    "quality",
+    "size",
+    "fit",
+    "colour",
+    "delivery",
+    "box",
+    "manual",
+    "easy",
+    "hard",
+]
+_AUTHORS = [
+    f"{a}{n}" for a in ("ana", "ben", "chen", "dara", "eli", "fatima", "gus") for n in range(40)
+]
+
+
+def _chunks(rows: Iterator[dict], n: int) -> Iterator[list[dict]]:
+    while chunk := list(itertools.islice(rows, n)):
+        yield chunk
+
+
+def _review_product_ids(rng: random.Random, size: Size) -> list[int]:
+    """Half the reviews spread evenly, half skewed towards low ids (weights 1/k^0.6)."""
+    even = [rng.randint(1, size.products) for _ in range(size.reviews // 2)]
+    weights = list(itertools.accumulate(1 / k**0.6 for k in range(1, size.products + 1)))
+    skewed = rng.choices(
+        range(1, size.products + 1), cum_weights=weights, k=size.reviews - len(even)
+    )
+    ids = even + skewed
+    ids.sort()  # reviews arrive grouped by product, as an import would write them
+    return ids
+
+
+def generate(database_url: str, size_name: str = "small", seed: int = 42) -> dict:
+    """Create the schema and fill it. Returns what was made and how long it took."""
+    if size_name not in SIZES:
+        raise ValueError(f"unknown size {size_name!r}; choose one of {', '.join(SIZES)}")
+    size = SIZES[size_name]
+    t0 = perf_counter()
+    target_url = database_url
+    tmp_path: Path | None = None
+    if is_sqlite(database_url):
+        final = Path(make_url(database_url).database or "")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp_path = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        for p in (tmp_path, Path(f"{tmp_path}-wal"), Path(f"{tmp_path}-shm")):
+            p.unlink(missing_ok=True)
+        target_url = f"sqlite:///{tmp_path}"
+    engine = make_engine(target_url)
+    try:
+        Base.metadata.drop_all(engine)
+        meta_table(engine).drop(engine, checkfirst=True)
+        Base.metadata.create_all(engine)
+        rng = random.Random(seed)
+        base = datetime(2024, 1, 1)
+        with engine.begin() as conn:
+            conn.execute(
+                insert(Category),
+                [
+                    {
+                        "id": i,
+                        "name": _CATEGORY[(i - 1) % len(_CATEGORY)]
+                        + ("" if i <= len(_CATEGORY) else f" {i}"),
+                    }
+                    for i in range(1, size.categories + 1)
+                ],
+            )
+            products = (
+                {
+                    "id": i,
+                    "name": f"{rng.choice(_ADJ)} {rng.choice(_NOUN)} {i}",
+                    "description": " ".join(rng.choices(_WORDS, k=30)),
+                    "price": round(rng.lognormvariate(3.5, 0.9), 2),
+                    "stock": rng.randint(0, 500),
+                    "category_id": rng.randint(1, size.categories),
+                }
+                for i in range(1, size.products + 1)
+            )
+            for chunk in _chunks(products, 5_000):
+                conn.execute(insert(Product), chunk)
+            reviews = (
+                {
+                    "product_id": pid,
+                    "rating": rng.choices((1, 2, 3, 4, 5), weights=(1, 1, 2, 4, 5))[0],
+                    "text": " ".join(rng.choices(_WORDS, k=12)),
+                    "author": rng.choice(_AUTHORS),
+                    "created_at": base + timedelta(seconds=rng.randint(0, 600 * 86400)),
+                }
+                for pid in _review_product_ids(rng, size)
+            )
+            for chunk in _chunks(reviews, 10_000):
+                conn.execute(insert(Review), chunk)
+        info = {
+            "generator": GENERATOR_VERSION,
+            "size": size_name,
+            "seed": str(seed),
+            "categories": str(size.categories),
+            "products": str(size.products),
+            "reviews": str(size.reviews),
+        }
+        table = meta_table(engine)
+        table.create(engine)
+        with engine.begin() as conn:
+            conn.execute(insert(table), [{"key": k, "value": v} for k, v in info.items()])
+    finally:
+        engine.dispose()
+    if tmp_path is not None:
+        for suffix in ("-wal", "-shm"):
+            Path(f"{tmp_path}{suffix}").unlink(missing_ok=True)
+        os.replace(tmp_path, final)
+    return {**info, "seconds": round(perf_counter() - t0, 2)}
+
+
+def meta_table(engine) -> Table:
+    md = MetaData()
+    return Table(
+        "perflab_meta",
+        md,
+        Column("key", String(40), primary_key=True),
+        Column("value", String(200)),
+    )
+
+
+def dataset_info(database_url: str) -> dict[str, str] | None:
+    """What dataset a database holds, or None if it holds none (or another generator's)."""
+    if is_sqlite(database_url) and not Path(make_url(database_url).database or "").exists():
+        return None
+    engine = make_engine(database_url)
+    try:
+        table = meta_table(engine)
+        with engine.connect() as conn:
+            if not engine.dialect.has_table(conn, table.name):
+                return None
+            return {k: v for k, v in conn.execute(select(table.c.key, table.c.value))}
+    finally:
+        engine.dispose()
+
+
+def ensure(database_url: str, size_name: str = "small", seed: int = 42) -> dict:
+    """Generate the dataset unless the database already holds exactly this one."""
+    info = dataset_info(database_url)
+    wanted = {"generator": GENERATOR_VERSION, "size": size_name, "seed": str(seed)}
+    if info and all(info.get(k) == v for k, v in wanted.items()):
+        return {**info, "seconds": 0.0, "reused": True}
+    return {**generate(database_url, size_name, seed), "reused": False}

@@ -1,0 +1,84 @@
+"""The catalog app factory: `uvicorn --factory services.catalog.main:create_app`.
+
+Everything variant-specific is decided here from `Settings`: which repository, which cache,
+which indexes exist, and whether logs, metrics and timing headers are on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+
+from services.catalog.api.routes import categories, ops, products
+from services.catalog.core.cache import make_cache
+from services.catalog.core.config import Settings, get_settings
+from services.catalog.core.db import Database, set_indexes
+from services.catalog.models import Base
+from services.catalog.repository import repository_for
+from services.catalog.service import Catalog
+from services.common.logging import make_logger
+from services.common.metrics import ServiceMetrics
+from services.common.middleware import ObservabilityMiddleware
+from services.common.watchdog import start_parent_watchdog
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    logger = make_logger(settings.service_name, settings.log_file, settings.log_enabled)
+    metrics = ServiceMetrics(settings.service_name) if settings.metrics_enabled else None
+    db = Database(settings.database_url)
+
+    def count_cache_error() -> None:
+        if metrics is not None:
+            metrics.cache.labels(settings.cache, "error").inc()
+
+    cache = make_cache(
+        settings.cache,
+        redis_url=settings.redis_url,
+        ttl=settings.cache_ttl_seconds,
+        max_entries=settings.cache_max_entries,
+        **({"logger": logger, "on_error": count_cache_error} if settings.cache == "redis" else {}),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        start_parent_watchdog()
+        Base.metadata.create_all(db.engine)
+        if settings.manage_indexes:
+            indexes = set_indexes(db.engine, present=settings.queries == "optimized")
+            logger.info("startup", variant=settings.variant, indexes=indexes)
+        yield
+        cache.close()
+        db.dispose()
+
+    app = FastAPI(
+        title="perflab catalog",
+        version="1.0",
+        description="Products, categories and reviews: the service the lab measures.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.catalog = Catalog(db=db, repo=repository_for(settings.queries), cache=cache)
+
+    @app.exception_handler(OperationalError)
+    async def database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
+        logger.error("database_error", error=str(exc.orig).splitlines()[0])
+        return JSONResponse({"detail": "database unavailable, try again"}, status_code=503)
+
+    app.include_router(products.router)
+    app.include_router(categories.router)
+    app.include_router(ops.router)
+    app.add_middleware(
+        ObservabilityMiddleware,
+        logger=logger,
+        metrics=metrics,
+        variant=settings.variant,
+        headers=settings.headers_enabled,
+        log=settings.log_enabled,
+    )
+    return app

@@ -1,0 +1,243 @@
+"""All data access of the catalog, in its two variants.
+
+`NaiveRepository` is the code many services start with: it walks ORM relationships in Python,
+so one list of N products runs 1 + 2N statements (the N+1 problem), fetches whole rows, and
+computes aggregates in Python. `OptimizedRepository` answers the same questions with eager
+loading, keyset pagination, only the needed columns and aggregates in SQL: at most 3 statements
+whatever the page size. Both return the same response models, so any difference the lab measures
+is the data access alone.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Protocol
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, joinedload
+
+from services.catalog import schemas
+from services.catalog.models import Category, Product, Review
+
+LATEST_REVIEWS = 5
+
+
+class NotFound(Exception):
+    """The id does not exist: the route turns this into a 404."""
+
+
+class Repository(Protocol):
+    def list_products(self, s: Session, f: schemas.ProductFilters) -> schemas.ProductPage: ...
+    def get_product(self, s: Session, product_id: int) -> schemas.ProductDetail: ...
+    def category_top(self, s: Session, category_id: int, limit: int) -> schemas.CategoryTop: ...
+
+
+def _filtered(stmt: Select, f: schemas.ProductFilters) -> Select:
+    if f.category is not None:
+        stmt = stmt.where(Product.category_id == f.category)
+    if f.min_price is not None:
+        stmt = stmt.where(Product.price >= f.min_price)
+    if f.max_price is not None:
+        stmt = stmt.where(Product.price <= f.max_price)
+    if f.q:
+        stmt = stmt.where(Product.name.ilike(f"%{f.q}%"))
+    return stmt
+
+
+def _summary(ratings: list[int]) -> schemas.RatingSummary:
+    mean = round(sum(ratings) / len(ratings), 3) if ratings else None
+    return schemas.RatingSummary(count=len(ratings), mean=mean)
+
+
+class NaiveRepository:
+    """Lazy loading, offset pagination, whole rows, aggregates in Python."""
+
+    def list_products(self, s: Session, f: schemas.ProductFilters) -> schemas.ProductPage:
+        stmt = _filtered(select(Product), f).order_by(Product.id)
+        if f.cursor is not None:
+            stmt = stmt.where(Product.id > f.cursor)
+        products = s.scalars(stmt.offset(f.offset).limit(f.limit)).all()
+        items = [
+            schemas.ProductSummary(
+                id=p.id,
+                name=p.name,
+                price=p.price,
+                category_id=p.category_id,
+                category=p.category.name,  # one SELECT per product (N+1)
+                reviews=_summary([r.rating for r in p.reviews]),  # and another
+            )
+            for p in products
+        ]
+        next_offset = f.offset + len(items) if len(items) == f.limit else None
+        return schemas.ProductPage(items=items, next_offset=next_offset)
+
+    def get_product(self, s: Session, product_id: int) -> schemas.ProductDetail:
+        p = s.get(Product, product_id)
+        if p is None:
+            raise NotFound(f"product {product_id} not found")
+        reviews = list(p.reviews)
+        latest = sorted(reviews, key=lambda r: (r.created_at, r.id), reverse=True)
+        return schemas.ProductDetail(
+            id=p.id,
+            name=p.name,
+            description=p.description,
+            price=p.price,
+            stock=p.stock,
+            category_id=p.category_id,
+            category=p.category.name,
+            reviews=_summary([r.rating for r in reviews]),
+            latest_reviews=[schemas.ReviewOut.model_validate(r) for r in latest[:LATEST_REVIEWS]],
+        )
+
+    def category_top(self, s: Session, category_id: int, limit: int) -> schemas.CategoryTop:
+        c = s.get(Category, category_id)
+        if c is None:
+            raise NotFound(f"category {category_id} not found")
+        scored = []
+        for p in c.products:
+            summary = _summary([r.rating for r in p.reviews])
+            scored.append((summary.mean or 0.0, summary.count, -p.id, p, summary))
+        scored.sort(key=lambda t: t[:3], reverse=True)
+        top = [
+            schemas.TopProduct(id=p.id, name=p.name, price=p.price, reviews=summary)
+            for *_, p, summary in scored[:limit]
+        ]
+        return schemas.CategoryTop(category_id=c.id, category=c.name, products=top)
+
+
+class OptimizedRepository:
+    """Eager loading, keyset pagination, only needed columns, aggregates in SQL."""
+
+    def _ratings(self, s: Session, ids: list[int]) -> dict[int, schemas.RatingSummary]:
+        if not ids:
+            return {}
+        rows = s.execute(
+            select(Review.product_id, func.count(Review.id), func.avg(Review.rating))
+            .where(Review.product_id.in_(ids))
+            .group_by(Review.product_id)
+        ).all()
+        return {
+            pid: schemas.RatingSummary(count=n, mean=round(float(avg), 3)) for pid, n, avg in rows
+        }
+
+    def list_products(self, s: Session, f: schemas.ProductFilters) -> schemas.ProductPage:
+        stmt = _filtered(
+            select(Product.id, Product.name, Product.price, Product.category_id, Category.name)
+            .join(Category, Category.id == Product.category_id)
+            .order_by(Product.id),
+            f,
+        )
+        if f.cursor is not None:
+            stmt = stmt.where(Product.id > f.cursor)
+        if f.offset:
+            stmt = stmt.offset(f.offset)
+        rows = s.execute(stmt.limit(f.limit)).all()
+        ratings = self._ratings(s, [r[0] for r in rows])
+        empty = schemas.RatingSummary(count=0, mean=None)
+        items = [
+            schemas.ProductSummary(
+                id=pid,
+                name=name,
+                price=price,
+                category_id=cid,
+                category=cname,
+                reviews=ratings.get(pid, empty),
+            )
+            for pid, name, price, cid, cname in rows
+        ]
+        next_cursor = items[-1].id if len(items) == f.limit else None
+        return schemas.ProductPage(items=items, next_cursor=next_cursor)
+
+    def get_product(self, s: Session, product_id: int) -> schemas.ProductDetail:
+        p = s.scalars(
+            select(Product).options(joinedload(Product.category)).where(Product.id == product_id)
+        ).one_or_none()
+        if p is None:
+            raise NotFound(f"product {product_id} not found")
+        latest = s.scalars(
+            select(Review)
+            .where(Review.product_id == product_id)
+            .order_by(Review.created_at.desc(), Review.id.desc())
+            .limit(LATEST_REVIEWS)
+        ).all()
+        empty = schemas.RatingSummary(count=0, mean=None)
+        return schemas.ProductDetail(
+            id=p.id,
+            name=p.name,
+            description=p.description,
+            price=p.price,
+            stock=p.stock,
+            category_id=p.category_id,
+            category=p.category.name,
+            reviews=self._ratings(s, [p.id]).get(p.id, empty),
+            latest_reviews=[schemas.ReviewOut.model_validate(r) for r in latest],
+        )
+
+    def category_top(self, s: Session, category_id: int, limit: int) -> schemas.CategoryTop:
+        name = s.scalar(select(Category.name).where(Category.id == category_id))
+        if name is None:
+            raise NotFound(f"category {category_id} not found")
+        mean = func.avg(Review.rating)
+        count = func.count(Review.id)
+        rows = s.execute(
+            select(Product.id, Product.name, Product.price, count, mean)
+            .join(Review, Review.product_id == Product.id)
+            .where(Product.category_id == category_id)
+            .group_by(Product.id, Product.name, Product.price)
+            .order_by(mean.desc(), count.desc(), Product.id)
+            .limit(limit)
+        ).all()
+        top = [
+            schemas.TopProduct(
+                id=pid,
+                name=pname,
+                price=price,
+                reviews=schemas.RatingSummary(count=n, mean=round(float(avg), 3)),
+            )
+            for pid, pname, price, n, avg in rows
+        ]
+        return schemas.CategoryTop(category_id=category_id, category=name, products=top)
+
+
+def add_review(
+    s: Session, product_id: int, review: schemas.ReviewIn, idempotency_key: str | None = None
+) -> tuple[schemas.ReviewOut, int, bool]:
+    """Insert a review; returns (review, category_id, created). Same path in both variants.
+
+    With an idempotency key, a retried POST returns the review the first attempt stored instead of
+    storing it twice.
+    """
+    if idempotency_key:
+        existing = s.scalar(select(Review).where(Review.idempotency_key == idempotency_key))
+        if existing is not None:
+            cat = s.scalar(select(Product.category_id).where(Product.id == existing.product_id))
+            return schemas.ReviewOut.model_validate(existing), int(cat or 0), False
+    category_id = s.scalar(select(Product.category_id).where(Product.id == product_id))
+    if category_id is None:
+        raise NotFound(f"product {product_id} not found")
+    row = Review(
+        product_id=product_id,
+        rating=review.rating,
+        text=review.text,
+        author=review.author,
+        created_at=datetime.now(UTC).replace(tzinfo=None),
+        idempotency_key=idempotency_key,
+    )
+    s.add(row)
+    try:
+        s.commit()
+    except IntegrityError:
+        # A concurrent retry with the same key won the race: return what it stored.
+        s.rollback()
+        if not idempotency_key:
+            raise
+        existing = s.scalar(select(Review).where(Review.idempotency_key == idempotency_key))
+        if existing is None:
+            raise
+        return schemas.ReviewOut.model_validate(existing), category_id, False
+    return schemas.ReviewOut.model_validate(row), category_id, True
+
+
+def repository_for(variant: str) -> Repository:
+    return OptimizedRepository() if variant == "optimized" else NaiveRepository()

@@ -1,0 +1,1 @@
+"""Pieces every sample service shares: request context, logging, metrics, middleware."""

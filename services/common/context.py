@@ -1,0 +1,41 @@
+"""Per-request context carried in a contextvar.
+
+The middleware creates one `RequestContext` per request and stores it in `current`. Code deeper
+down (the SQLAlchemy event hooks, the cache) looks it up and adds what it did: how many SQL
+statements ran and how long they took, whether the cache hit. FastAPI runs `def` endpoints in a
+thread pool with a *copy* of the context, so the object is mutable on purpose: the copy still
+points at the same `RequestContext`, and the middleware sees the counts when the response starts.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    db_queries: int = 0
+    db_seconds: float = 0.0
+    cache: str | None = None
+    cache_seconds: float = 0.0
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+current: ContextVar[RequestContext | None] = ContextVar("perflab_request", default=None)
+
+
+def new_request_id(incoming: str | None = None) -> str:
+    """Keep a caller's id when it is safe to echo into headers and logs; else make one."""
+    if incoming and _VALID_ID.match(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+def get() -> RequestContext | None:
+    return current.get()

@@ -1,0 +1,142 @@
+"""Pure ASGI middleware: request id, timing headers, the canonical log line, metrics.
+
+It is pure ASGI (not Starlette's `BaseHTTPMiddleware`) because it sits on every request of a
+service whose speed is being measured: it wraps `send` to add headers and does no extra task
+switching or body buffering. The harness measures what it costs (benchmarks).
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Awaitable, Callable, MutableMapping
+from time import perf_counter
+from typing import Any
+
+from services.common import context
+from services.common.metrics import ServiceMetrics
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template; one label for every unmatched path."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if path else "<unmatched>"
+
+
+class ObservabilityMiddleware:
+    """Adds X-Request-ID, Server-Timing, X-DB-Queries and X-Cache; logs and counts each request.
+
+    `headers`, `log` and `metrics` switch the three concerns separately so the lab can measure
+    each one's cost. Any exception that escapes the app becomes a JSON 500 with the request id
+    (never a traceback in the body); the traceback goes to the log.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        logger: Any,
+        metrics: ServiceMetrics | None,
+        variant: str,
+        headers: bool = True,
+        log: bool = True,
+    ) -> None:
+        self.app = app
+        self.logger = logger
+        self.metrics = metrics
+        self.variant = variant
+        self.headers = headers
+        self.log = log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        ctx = context.RequestContext(context.new_request_id(_header(scope, b"x-request-id")))
+        token = context.current.set(ctx)
+        start = perf_counter()
+        status = 500
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                headers = list(message.get("headers", ()))
+                headers.append((b"x-request-id", ctx.request_id.encode()))
+                if self.headers:
+                    app_ms = (perf_counter() - start) * 1000
+                    timing = (
+                        f"db;dur={ctx.db_seconds * 1000:.3f}, "
+                        f"cache;dur={ctx.cache_seconds * 1000:.3f}, app;dur={app_ms:.3f}"
+                    )
+                    headers.append((b"server-timing", timing.encode()))
+                    headers.append((b"x-db-queries", str(ctx.db_queries).encode()))
+                    if ctx.cache is not None:
+                        headers.append((b"x-cache", ctx.cache.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        error: str | None = None
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:  # the last line of defence: a JSON 500, never a traceback
+            error = "".join(traceback.format_exception(exc))
+            if not started:
+                body = json.dumps(
+                    {"detail": "internal server error", "request_id": ctx.request_id}
+                ).encode()
+                await send_wrapper(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+        finally:
+            seconds = perf_counter() - start
+            route = route_template(scope)
+            method = scope.get("method", "")
+            if self.metrics is not None:
+                self.metrics.observe(method, route, status, seconds, ctx.db_queries)
+                if ctx.cache is not None:
+                    self.metrics.cache.labels(self.variant, ctx.cache).inc()
+            if self.log:
+                fields: dict[str, Any] = {
+                    "method": method,
+                    "path": scope.get("path", ""),
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 3),
+                    "db_queries": ctx.db_queries,
+                    "db_ms": round(ctx.db_seconds * 1000, 3),
+                    "cache": ctx.cache,
+                    "cache_ms": round(ctx.cache_seconds * 1000, 3),
+                    "request_id": ctx.request_id,
+                    "variant": self.variant,
+                }
+                fields.update(ctx.extra)
+                if error:
+                    self.logger.error("request", error=error, **fields)
+                else:
+                    self.logger.info("request", **fields)
+            context.current.reset(token)

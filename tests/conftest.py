@@ -1,0 +1,73 @@
+"""Shared fixtures: a real database with the tiny dataset, a real Redis, real services.
+
+Defaults are the embedded ones (a SQLite file in a temp folder, the lab's own redis-server).
+`DATABASE_URL` and `REDIS_URL` switch the same tests to external servers (CI runs them against
+PostgreSQL and the system Redis too). Results and logs go to a temp folder, not data/.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+_TMP = Path(tempfile.mkdtemp(prefix="perflab-tests-"))
+os.environ.setdefault("PERFLAB_DATA_DIR", str(_TMP / "data"))
+os.environ.setdefault("PERFLAB_RESULTS_DIR", str(_TMP / "results"))
+
+from perflab.redis_server import EmbeddedRedis  # noqa: E402
+from perflab.services import ServiceHandle, start_service  # noqa: E402
+from services.catalog import datagen  # noqa: E402
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def tmp_root() -> Path:
+    return _TMP
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_root: Path) -> str:
+    url = os.environ.get("DATABASE_URL") or f"sqlite:///{tmp_root / 'catalog-tiny.sqlite3'}"
+    datagen.ensure(url, "tiny", 42)
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_root: Path) -> Iterator[str]:
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    with EmbeddedRedis(log_dir=tmp_root / "redis") as r:
+        yield r.url
+
+
+@pytest.fixture(scope="session")
+def start_catalog(
+    database_url: str, tmp_root: Path
+) -> Iterator[Callable[..., ServiceHandle]]:
+    """Start a catalog variant as a real uvicorn subprocess; all are stopped at session end."""
+    started: list[ServiceHandle] = []
+
+    def start(label: str, workers: int = 1, **settings: object) -> ServiceHandle:
+        env = {"CATALOG_DATABASE_URL": database_url}
+        env.update({f"CATALOG_{k.upper()}": str(v) for k, v in settings.items()})
+        handle = start_service(
+            "catalog", env, tmp_root / "logs", label=label, workers=workers
+        )
+        started.append(handle)
+        return handle
+
+    yield start
+    for h in started:
+        h.stop()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

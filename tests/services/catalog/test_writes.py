@@ -1,0 +1,46 @@
+"""The write path under concurrency: every review lands exactly once, no "database is locked"."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+
+
+async def _post_many(url: str, n: int, product_id: int, key: bool = False) -> list[httpx.Response]:
+    async with httpx.AsyncClient(timeout=60) as client:
+        tag = uuid.uuid4().hex[:8]
+
+        async def one(i: int) -> httpx.Response:
+            headers = {"Idempotency-Key": f"{tag}-{i}"} if key else {}
+            return await client.post(
+                f"{url}/products/{product_id}/reviews",
+                json={"rating": 1 + i % 5, "text": f"concurrent {tag} {i}", "author": "load"},
+                headers=headers,
+            )
+
+        return await asyncio.gather(*(one(i) for i in range(n)))
+
+
+def _count(url: str, product_id: int) -> int:
+    return httpx.get(f"{url}/products/{product_id}").json()["reviews"]["count"]
+
+
+def test_twenty_concurrent_review_posts_all_land(optimized):
+    before = _count(optimized.url, 11)
+    responses = asyncio.run(_post_many(optimized.url, 20, 11))
+    assert [r.status_code for r in responses] == [201] * 20, [r.text for r in responses]
+    assert _count(optimized.url, 11) == before + 20
+
+
+def test_idempotency_key_makes_retries_safe(optimized):
+    before = _count(optimized.url, 12)
+    body = {"rating": 4, "text": "once only", "author": "retry"}
+    headers = {"Idempotency-Key": uuid.uuid4().hex}
+    first = httpx.post(f"{optimized.url}/products/12/reviews", json=body, headers=headers)
+    again = httpx.post(f"{optimized.url}/products/12/reviews", json=body, headers=headers)
+    assert first.status_code == 201
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    assert _count(optimized.url, 12) == before + 1
