@@ -16,9 +16,20 @@ if not matplotlib.get_backend().lower().startswith(("module://", "nbagg", "ipymp
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import FuncFormatter
 
 if TYPE_CHECKING:
     from perflab.runner import Run
+
+_PLAIN = FuncFormatter(lambda v, _pos: f"{v:g}")
+_SPARSE = FuncFormatter(lambda v, _pos: f"{v:g}" if f"{v:e}"[0] in "25" else "")
+
+
+def _plain_log_axis(axis) -> None:
+    """Log scale with tick labels as plain numbers (5, 10, 20), not 10^x: easier to read."""
+    axis.set_major_formatter(_PLAIN)
+    axis.set_minor_formatter(_SPARSE)
+
 
 plt.rcParams.update(
     {"font.size": 12, "axes.titlesize": 14, "axes.grid": True, "grid.alpha": 0.3, "figure.dpi": 100}
@@ -45,6 +56,7 @@ def percentiles(summary: pd.DataFrame, experiment: str) -> plt.Figure:
         )
     ax.set_xticks(x, [f"{v}\n{e}" for v, e in zip(s["variant"], s["endpoint"], strict=True)])
     ax.set_yscale("log")
+    _plain_log_axis(ax.yaxis)
     ax.set_ylabel("latency (ms, log scale)")
     ax.set_title(f"{experiment}: latency percentiles (95% CI)")
     ax.legend()
@@ -60,6 +72,7 @@ def cdf(samples: pd.DataFrame, experiment: str) -> plt.Figure:
         lat = np.sort(g["latency_ms"].to_numpy(dtype=float))
         ax.plot(lat, np.arange(1, len(lat) + 1) / len(lat), label=str(variant), lw=2)
     ax.set_xscale("log")
+    _plain_log_axis(ax.xaxis)
     ax.set_xlabel("latency (ms, log scale)")
     ax.set_ylabel("fraction of requests")
     ax.set_title(f"{experiment}: latency CDF")
@@ -81,6 +94,7 @@ def timeline(samples: pd.DataFrame, experiment: str, bin_s: float = 1.0) -> plt.
     a1.set_ylabel("requests/s")
     a2.set_ylabel("p95 (ms)")
     a2.set_yscale("log")
+    _plain_log_axis(a2.yaxis)
     a2.set_xlabel("seconds since load start (first repetition; warm-up included)")
     a1.set_title(f"{experiment}: throughput and p95 over time")
     a1.legend()

@@ -1,0 +1,43 @@
+"""One source of truth for dependencies: environment.yml must mirror pyproject.toml."""
+
+from __future__ import annotations
+
+import ast
+import tomllib
+from pathlib import Path
+
+import yaml
+
+from perflab.loadgen import SAMPLE_COLUMNS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _pyproject_requirements() -> list[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+
+
+def test_environment_yml_pip_section_matches_pyproject():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_sections = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
+    assert len(pip_sections) == 1
+    pip = [line for line in pip_sections[0] if not line.startswith("-e")]
+    assert sorted(pip) == sorted(_pyproject_requirements())
+    assert "-e ." in pip_sections[0], "conda users get the project itself installed too"
+
+
+def test_environment_yml_brings_python_and_redis_server():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    assert any(d.startswith("python>=3.11") for d in conda)
+    assert "redis-server" in conda
+
+
+def test_locustfile_recorder_writes_the_columns_the_harness_reads():
+    tree = ast.parse((ROOT / "loadtests" / "recorder.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "COLUMNS":
+            assert ast.literal_eval(node.value) == SAMPLE_COLUMNS
+            return
+    raise AssertionError("loadtests/recorder.py defines no COLUMNS")
