@@ -45,8 +45,9 @@ test: lint
 test-external: install
 	$(BIN)/python -m pytest tests/services -m "not notebook"
 
+# JupyterLab refuses to run as root without --allow-root (containers, CI machines).
 lab: install
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
 clean:
 	rm -rf $(VENV) data/*.sqlite3* data/logs data/results/2* test-artifacts
