@@ -85,11 +85,22 @@ def _on_init(environment, **_kw) -> None:
                 _recorder.flush()
 
         gevent.spawn(flusher)
-    if MODEL == "open":
-        _schedule = Schedule(
-            float(CONFIG["rate"]) / WORKERS, CONFIG.get("arrival") == "poisson", CONFIG.get("seed")
-        )
     gevent.spawn(_watch_parent)
+
+
+def _open_schedule(environment) -> Schedule:
+    """Each of N workers takes rate/N. Made at the first request, when a worker knows its index:
+    constant arrivals are staggered by index/rate (so merged they are evenly spaced, not in
+    bursts of N), Poisson streams get distinct seeds (so they are independent)."""
+    rate = float(CONFIG["rate"])
+    index = int(getattr(environment.runner, "worker_index", 0) or 0) if WORKERS > 1 else 0
+    seed = CONFIG.get("seed")
+    return Schedule(
+        rate / WORKERS,
+        CONFIG.get("arrival") == "poisson",
+        None if seed is None else int(seed) * 1000 + index,
+        offset=index / rate if WORKERS > 1 else None,
+    )
 
 
 @events.quitting.add_listener
@@ -114,7 +125,10 @@ class LabUser(FastHttpUser):
 
     @task
     def one_request(self) -> None:
+        global _schedule
         entry = MIX[bisect.bisect_left(_WEIGHTS, _rng.random() * _WEIGHTS[-1])]
+        if MODEL == "open" and _schedule is None:
+            _schedule = _open_schedule(self.environment)
         if _schedule is not None:
             intended = _schedule.next()
             delay = intended - time.perf_counter()

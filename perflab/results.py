@@ -129,7 +129,7 @@ def load_run(ref: str | Path) -> dict:
         "manifest": json.loads((path / "manifest.json").read_text()),
         "summary": read("summary.csv"),
         "comparison": read("comparison.csv"),
-        "samples": read("samples.csv.gz", dtype={"x_cache": "string"}),
+        "samples": read("samples.csv.gz", dtype={"x_cache": "string", "request_id": "string"}),
         "metrics": read("metrics.csv"),
     }
 

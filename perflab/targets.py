@@ -247,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"perflab.targets: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"perflab.targets: error: cannot listen on {args.port}: {exc.strerror}", file=sys.stderr)
+        msg = f"cannot listen on {args.host}:{args.port}: {exc.strerror}"
+        print(f"perflab.targets: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 0
