@@ -54,8 +54,10 @@ def test_sigkill_of_the_lab_leaves_no_child_or_grandchild(database_url, tmp_path
         tagged = processes_of(proc.pid)
         names = sorted(Path(f"/proc/{p}/comm").read_text().strip() for p in tree)
         print(f"\nlab {proc.pid} started {len(tree)} processes: {names}")
-        # uvicorn (supervisor + 2 workers), redis-server, locust; all tagged with the lab's pid
-        assert len(tree) >= 5 and set(tree) <= set(tagged)
+        # uvicorn (supervisor + 2 workers), redis-server, locust: all tagged with the lab's pid,
+        # except redis-server, whose process-title code overwrites its environ in /proc
+        untagged = [Path(f"/proc/{p}/comm").read_text().strip() for p in set(tree) - set(tagged)]
+        assert len(tree) >= 5 and untagged in ([], ["redis-server"]), untagged
         assert any("redis" in n for n in names)
     finally:
         proc.kill()
