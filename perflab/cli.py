@@ -190,7 +190,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from perflab import report
+    from perflab import analysis, report
     from perflab.runner import Run
 
     data = results.load_run(args.run)
@@ -200,7 +200,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         data["comparison"] if data["comparison"] is not None else pd.DataFrame(),
         data["samples"] if data["samples"] is not None else pd.DataFrame(),
         data["metrics"] if data["metrics"] is not None else pd.DataFrame(),
-        pd.DataFrame(),
+        analysis.read_logs(data["path"] / "logs.jsonl"),
         data["manifest"],
     )
     _print_run(run)
