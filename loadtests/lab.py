@@ -24,6 +24,7 @@ WORKERS = max(1, int(CONFIG.get("workers", 1)))
 _rng = random.Random(CONFIG.get("seed"))
 _recorder: Recorder | None = None
 _schedule: Schedule | None = None
+_stopping = False
 
 
 def _zipf_cumulative(n: int, s: float) -> list[float]:
@@ -103,6 +104,14 @@ def _open_schedule(environment) -> Schedule:
     )
 
 
+@events.test_stopping.add_listener
+def _on_stopping(**_kw) -> None:
+    """Open model: users claim arrival slots ahead of time (80 users at 50/s hold the next 1.6 s
+    of slots); once the run time is up, a user waking for a slot must not send it."""
+    global _stopping
+    _stopping = True
+
+
 @events.quitting.add_listener
 def _on_quit(environment, **_kw) -> None:
     if _recorder is not None:
@@ -134,6 +143,8 @@ class LabUser(FastHttpUser):
             delay = intended - time.perf_counter()
             if delay > 0:
                 gevent.sleep(delay)
+            if _stopping:
+                return
         else:
             intended = None
         method = entry.get("method", "GET")

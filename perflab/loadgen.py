@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import math
 import signal
 import socket
 import sys
@@ -49,6 +50,7 @@ SAMPLE_COLUMNS = [
 class LoadProfile:
     """How much load, and of which kind.
 
+    `duration` is rounded up to whole seconds (Locust's --run-time takes no fractions).
     closed: `users` clients, each sending its next request `think_time` after the last answer
     (Locust's own model; slows down when the service does). open: requests *arrive* at `rate`
     per second whatever the service does; `users` only caps concurrency.
@@ -260,8 +262,8 @@ def run_load(
         str(users),
         "--spawn-rate",
         str(spawn_rate),
-        "--run-time",
-        f"{profile.duration:g}s",
+        "--run-time",  # Locust takes whole seconds only
+        f"{math.ceil(profile.duration)}s",
         "--host",
         host,
         "--only-summary",
