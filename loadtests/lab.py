@@ -138,6 +138,9 @@ class LabUser(FastHttpUser):
         entry = MIX[bisect.bisect_left(_WEIGHTS, _rng.random() * _WEIGHTS[-1])]
         if MODEL == "open" and _schedule is None:
             _schedule = _open_schedule(self.environment)
+            if WORKERS > 1:  # distinct (still reproducible) traffic per worker
+                index = int(getattr(self.environment.runner, "worker_index", 0) or 0)
+                _rng.seed(f"{CONFIG.get('seed')}-{index}")
         if _schedule is not None:
             intended = _schedule.next()
             delay = intended - time.perf_counter()

@@ -128,6 +128,21 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metrics_scraper(host: str):
+    """Scrape the target's /metrics each second if it has a Prometheus one (our services do)."""
+    import httpx
+
+    from perflab.scrape import MetricsScraper
+
+    try:
+        resp = httpx.get(host.rstrip("/") + "/metrics", timeout=2.0)
+    except httpx.HTTPError:
+        return None
+    if resp.status_code != 200 or "# TYPE" not in resp.text:
+        return None
+    return MetricsScraper(host).start()
+
+
 def cmd_load(args: argparse.Namespace) -> int:
     from perflab.loadgen import check_target, run_load
     from perflab.runner import Run, finalize
@@ -170,20 +185,26 @@ def cmd_load(args: argparse.Namespace) -> int:
         },
         **results.environment(),
     }
-    result = run_load(
-        args.host,
-        mix,
-        prof,
-        run_dir / "raw",
-        label="target",
-        locustfile=locustfile,
-        allow_remote=args.allow_remote,
-    )
+    scraper = _metrics_scraper(args.host)
+    try:
+        result = run_load(
+            args.host,
+            mix,
+            prof,
+            run_dir / "raw",
+            label="target",
+            locustfile=locustfile,
+            allow_remote=args.allow_remote,
+        )
+    finally:
+        metric_rows = scraper.stop() if scraper else []
+    for r in metric_rows:
+        r.update(experiment="load", variant="target", repeat=0)
     frame = result.samples.assign(
         experiment="load", variant="target", repeat=0, warmup_s=prof.warmup
     )
     manifest.update(ended_at=results.iso(results.now()), interrupted=result.interrupted, errors={})
-    run: Run = finalize(run_dir, [frame], [], [], manifest, [exp])
+    run: Run = finalize(run_dir, [frame], metric_rows, [], manifest, [exp])
     _print_run(run)
     print(f"\nSaved to {run_dir}")
     return 130 if result.interrupted else 0

@@ -113,3 +113,16 @@ def test_non_loopback_target_is_refused_in_one_line() -> None:
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "--allow-remote" in r.stderr
     assert r.stdout == ""
+
+
+def test_load_on_a_service_scrapes_its_metrics(start_catalog) -> None:
+    svc = start_catalog("t-harness-load", queries="optimized", cache="none")
+    r = perflab_cli(
+        "load", "--host", svc.url, "--path", "/products/1", "--users", "2", "--duration", "2",
+        "--warmup", "0.5",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    path = saved_run(r.stdout)
+    metrics = pd.read_csv(path / "metrics.csv")
+    assert {"http_requests_total", "process_resident_memory_bytes"} <= set(metrics["metric"])
+    assert (path / "plots" / "load-metrics.png").is_file()
