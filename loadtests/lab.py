@@ -24,6 +24,7 @@ WORKERS = max(1, int(CONFIG.get("workers", 1)))
 _rng = random.Random(CONFIG.get("seed"))
 _recorder: Recorder | None = None
 _schedule: Schedule | None = None
+_stopping = False
 
 
 def _zipf_cumulative(n: int, s: float) -> list[float]:
@@ -85,11 +86,30 @@ def _on_init(environment, **_kw) -> None:
                 _recorder.flush()
 
         gevent.spawn(flusher)
-    if MODEL == "open":
-        _schedule = Schedule(
-            float(CONFIG["rate"]) / WORKERS, CONFIG.get("arrival") == "poisson", CONFIG.get("seed")
-        )
     gevent.spawn(_watch_parent)
+
+
+def _open_schedule(environment) -> Schedule:
+    """Each of N workers takes rate/N. Made at the first request, when a worker knows its index:
+    constant arrivals are staggered by index/rate (so merged they are evenly spaced, not in
+    bursts of N), Poisson streams get distinct seeds (so they are independent)."""
+    rate = float(CONFIG["rate"])
+    index = int(getattr(environment.runner, "worker_index", 0) or 0) if WORKERS > 1 else 0
+    seed = CONFIG.get("seed")
+    return Schedule(
+        rate / WORKERS,
+        CONFIG.get("arrival") == "poisson",
+        None if seed is None else int(seed) * 1000 + index,
+        offset=index / rate if WORKERS > 1 else None,
+    )
+
+
+@events.test_stopping.add_listener
+def _on_stopping(**_kw) -> None:
+    """Open model: users claim arrival slots ahead of time (80 users at 50/s hold the next 1.6 s
+    of slots); once the run time is up, a user waking for a slot must not send it."""
+    global _stopping
+    _stopping = True
 
 
 @events.quitting.add_listener
@@ -114,12 +134,20 @@ class LabUser(FastHttpUser):
 
     @task
     def one_request(self) -> None:
+        global _schedule
         entry = MIX[bisect.bisect_left(_WEIGHTS, _rng.random() * _WEIGHTS[-1])]
+        if MODEL == "open" and _schedule is None:
+            _schedule = _open_schedule(self.environment)
+            if WORKERS > 1:  # distinct (still reproducible) traffic per worker
+                index = int(getattr(self.environment.runner, "worker_index", 0) or 0)
+                _rng.seed(f"{CONFIG.get('seed')}-{index}")
         if _schedule is not None:
             intended = _schedule.next()
             delay = intended - time.perf_counter()
             if delay > 0:
                 gevent.sleep(delay)
+            if _stopping:
+                return
         else:
             intended = None
         method = entry.get("method", "GET")

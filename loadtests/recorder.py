@@ -10,6 +10,7 @@ keeps what it measured up to then.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import random
 import threading
@@ -89,12 +90,24 @@ class Recorder:
 
 
 class Schedule:
-    """Intended start times for an open model: constant gaps, or exponential (Poisson)."""
+    """Intended start times for an open model: constant gaps, or exponential (Poisson).
 
-    def __init__(self, rate: float, poisson: bool = False, seed: int | None = None) -> None:
+    `offset` (seconds; None for a single process) puts a distributed worker's constant-rate
+    grid on a clock shared by all workers, shifted so that N workers at rate/N each interleave
+    into one evenly spaced stream.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        poisson: bool = False,
+        seed: int | None = None,
+        offset: float | None = None,
+    ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate
+        self.offset = offset
         self.poisson = poisson
         self.rng = random.Random(seed)
         self._next: float | None = None
@@ -102,7 +115,10 @@ class Schedule:
     def next(self) -> float:
         now = time.perf_counter()
         if self._next is None:
-            self._next = now
+            if self.poisson or self.offset is None:
+                self._next = now
+            else:  # on a grid shared by all workers (perf_counter is system-wide on Linux)
+                self._next = math.ceil((now - self.offset) * self.rate) / self.rate + self.offset
         else:
             gap = self.rng.expovariate(self.rate) if self.poisson else 1.0 / self.rate
             self._next += gap

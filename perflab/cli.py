@@ -7,12 +7,21 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import pandas as pd
 
 from perflab import experiments, results
 from perflab.errors import LabError
 from perflab.loadgen import Endpoint, LoadProfile
+from perflab.procs import port_in_use
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and a pointer to --help), not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _print_run(run) -> None:
@@ -67,6 +76,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         exp = exp.with_variants(args.variants.split(","))
     base = exp.quick_profile if args.quick else exp.profile
     prof = _profile(args, base)
+    prof.validate()  # before any dataset is generated or service started
+    if args.repeat < 1:
+        raise LabError("--repeat must be at least 1")
     with Lab(size=args.size) as lab:
         run = run_experiments([exp], lab=lab, profile=prof, repeat=args.repeat)
     _print_run(run)
@@ -77,6 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from perflab.lab import Lab
 
+    if args.port is not None and port_in_use(args.port):
+        raise LabError(f"port {args.port} is taken: stop what uses it, or leave --port out")
     settings = {}
     if args.service == "catalog":
         settings = {"queries": args.queries, "cache": args.cache}
@@ -114,6 +128,21 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metrics_scraper(host: str):
+    """Scrape the target's /metrics each second if it has a Prometheus one (our services do)."""
+    import httpx
+
+    from perflab.scrape import MetricsScraper
+
+    try:
+        resp = httpx.get(host.rstrip("/") + "/metrics", timeout=2.0)
+    except httpx.HTTPError:
+        return None
+    if resp.status_code != 200 or "# TYPE" not in resp.text:
+        return None
+    return MetricsScraper(host).start()
+
+
 def cmd_load(args: argparse.Namespace) -> int:
     from perflab.loadgen import check_target, run_load
     from perflab.runner import Run, finalize
@@ -124,6 +153,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         raise LabError("give --users N (closed model) or --rate R (open model)")
     check_target(args.host, args.allow_remote)
     prof = _profile(args, LoadProfile(duration=args.duration or 10, warmup=args.warmup or 1))
+    prof.validate()
     locustfile = Path(args.locustfile).resolve() if args.locustfile else None
     if locustfile is not None and not locustfile.is_file():
         raise LabError(f"locustfile {args.locustfile} not found")
@@ -155,27 +185,33 @@ def cmd_load(args: argparse.Namespace) -> int:
         },
         **results.environment(),
     }
-    result = run_load(
-        args.host,
-        mix,
-        prof,
-        run_dir / "raw",
-        label="target",
-        locustfile=locustfile,
-        allow_remote=args.allow_remote,
-    )
+    scraper = _metrics_scraper(args.host)
+    try:
+        result = run_load(
+            args.host,
+            mix,
+            prof,
+            run_dir / "raw",
+            label="target",
+            locustfile=locustfile,
+            allow_remote=args.allow_remote,
+        )
+    finally:
+        metric_rows = scraper.stop() if scraper else []
+    for r in metric_rows:
+        r.update(experiment="load", variant="target", repeat=0)
     frame = result.samples.assign(
         experiment="load", variant="target", repeat=0, warmup_s=prof.warmup
     )
     manifest.update(ended_at=results.iso(results.now()), interrupted=result.interrupted, errors={})
-    run: Run = finalize(run_dir, [frame], [], [], manifest, [exp])
+    run: Run = finalize(run_dir, [frame], metric_rows, [], manifest, [exp])
     _print_run(run)
     print(f"\nSaved to {run_dir}")
     return 130 if result.interrupted else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from perflab import report
+    from perflab import analysis, report
     from perflab.runner import Run
 
     data = results.load_run(args.run)
@@ -185,7 +221,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         data["comparison"] if data["comparison"] is not None else pd.DataFrame(),
         data["samples"] if data["samples"] is not None else pd.DataFrame(),
         data["metrics"] if data["metrics"] is not None else pd.DataFrame(),
-        pd.DataFrame(),
+        analysis.read_logs(data["path"] / "logs.jsonl"),
         data["manifest"],
     )
     _print_run(run)
@@ -238,11 +274,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="perflab",
         description="An observability and performance lab for Python microservices.",
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     sizes = ["tiny", "small", "medium", "default"]
 
     d = sub.add_parser("demo", help="run the main comparison (queries and caching), quickly")

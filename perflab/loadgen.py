@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import math
 import signal
 import socket
 import sys
@@ -49,6 +50,7 @@ SAMPLE_COLUMNS = [
 class LoadProfile:
     """How much load, and of which kind.
 
+    `duration` is rounded up to whole seconds (Locust's --run-time takes no fractions).
     closed: `users` clients, each sending its next request `think_time` after the last answer
     (Locust's own model; slows down when the service does). open: requests *arrive* at `rate`
     per second whatever the service does; `users` only caps concurrency.
@@ -140,15 +142,48 @@ def read_samples(path: Path) -> pd.DataFrame:
     return df.sort_values("t_intended", ignore_index=True)
 
 
+def interactive() -> bool:
+    """True in a terminal or a Jupyter kernel: where a live progress bar redraws in place.
+
+    Elsewhere (CI logs, pipes) a bar that redraws twice a second becomes hundreds of lines.
+    """
+    if sys.stderr.isatty():
+        return True
+    shell = sys.modules.get("IPython")
+    if shell is None:
+        return False
+    with contextlib.suppress(Exception):
+        ip = shell.get_ipython()
+        return ip is not None and "IPKernelApp" in ip.config
+    return False
+
+
+def done_line(label: str, samples: pd.DataFrame, seconds: float) -> str:
+    """One line per load, for logs: how many requests, how fast, how slow."""
+    n = len(samples)
+    if n == 0:
+        return f"{label}: no requests recorded in {seconds:.1f} s"
+    failed = int((~samples["ok"].astype(bool)).sum())
+    p95 = float(np.percentile(samples["latency_ms"], 95))
+    return (
+        f"{label}: {n} requests in {seconds:.1f} s ({n / max(seconds, 1e-9):.0f} req/s), "
+        f"{failed} failed, p95 {p95:.1f} ms (warm-up included)"
+    )
+
+
 class _Progress:
-    """Follows the samples file and shows requests/s and p95 of the last seconds (tqdm)."""
+    """Follows the samples file and shows requests/s and p95 of the last seconds (tqdm).
+
+    Only where a bar redraws in place (`interactive()`); elsewhere `run_load` prints one line
+    when the load ends.
+    """
 
     def __init__(self, path: Path, total: float, label: str, enabled: bool) -> None:
         self.path = path
         self.offset = 0
         self.window: list[tuple[float, float]] = []
         self.bar = None
-        if enabled:
+        if enabled and interactive():
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=round(total), desc=label, unit="s", leave=False)
@@ -227,8 +262,8 @@ def run_load(
         str(users),
         "--spawn-rate",
         str(spawn_rate),
-        "--run-time",
-        f"{profile.duration:g}s",
+        "--run-time",  # Locust takes whole seconds only
+        f"{math.ceil(profile.duration)}s",
         "--host",
         host,
         "--only-summary",
@@ -298,6 +333,8 @@ def run_load(
         bar.close()
     ended = time.time()
     samples = read_samples(samples_path)
+    if progress:
+        print(done_line(label, samples, ended - started), file=sys.stderr, flush=True)
     if samples.empty and not interrupted:
         raise LabError(
             f"Locust recorded no requests against {host}.\n"

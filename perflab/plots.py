@@ -55,6 +55,7 @@ def percentiles(summary: pd.DataFrame, experiment: str) -> plt.Figure:
             label=f"p{p}",
         )
     ax.set_xticks(x, [f"{v}\n{e}" for v, e in zip(s["variant"], s["endpoint"], strict=True)])
+    ax.set_xlabel("variant / endpoint")
     ax.set_yscale("log")
     _plain_log_axis(ax.yaxis)
     ax.set_ylabel("latency (ms, log scale)")
@@ -92,7 +93,7 @@ def timeline(samples: pd.DataFrame, experiment: str, bin_s: float = 1.0) -> plt.
         a1.plot(g.groupby(b).size() / bin_s, label=str(variant), lw=2)
         a2.plot(g.groupby(b)["latency_ms"].quantile(0.95), label=str(variant), lw=2)
     a1.set_ylabel("requests/s")
-    a2.set_ylabel("p95 (ms)")
+    a2.set_ylabel("p95 latency (ms, log scale)")
     a2.set_yscale("log")
     _plain_log_axis(a2.yaxis)
     a2.set_xlabel("seconds since load start (first repetition; warm-up included)")
@@ -110,6 +111,7 @@ def db_queries(samples: pd.DataFrame, experiment: str) -> plt.Figure | None:
     fig, ax = plt.subplots(figsize=(8, 4))
     means = q.groupby(s["variant"], sort=False).mean()
     ax.bar(means.index.astype(str), means.to_numpy())
+    ax.set_xlabel("variant")
     ax.set_ylabel("SQL statements per request (mean)")
     ax.set_title(f"{experiment}: database queries per request")
     fig.tight_layout()
@@ -136,6 +138,71 @@ def cache_hits(samples: pd.DataFrame, experiment: str, bin_s: float = 1.0) -> pl
     return fig
 
 
+def error_rate(samples: pd.DataFrame, experiment: str, bin_s: float = 1.0) -> plt.Figure:
+    """Share of failed requests (non-2xx/3xx, timeouts, refused connections) per second."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    s = samples[samples["experiment"] == experiment]
+    for variant, g in s.groupby("variant", sort=False):
+        g = g[g["repeat"] == g["repeat"].min()]
+        t = g["t_intended"] - g["t_intended"].min()
+        failed = (~g["ok"].astype(bool)).groupby((t // bin_s) * bin_s).mean() * 100
+        ax.plot(failed, label=str(variant), lw=2, marker=".")
+    ax.set_ylim(bottom=0, top=max(5.0, ax.get_ylim()[1]))
+    ax.set_xlabel("seconds since load start (first repetition; warm-up included)")
+    ax.set_ylabel("failed requests (%)")
+    ax.set_title(f"{experiment}: error rate over time")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def _series(metrics: pd.DataFrame, name: str) -> pd.DataFrame:
+    """One metric summed over its labels, per (variant, scrape time), first repetition only."""
+    m = metrics[metrics["metric"] == name]
+    if m.empty:
+        return m
+    m = m[m["repeat"] == m.groupby("variant")["repeat"].transform("min")]
+    return m.groupby(["variant", "t"], sort=False)["value"].sum().reset_index()
+
+
+def _rate(g: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """(t, per-second rate) of a counter from successive scrapes; a restart's drop is skipped."""
+    d = g["value"].diff() / g["t"].diff()
+    keep = d >= 0
+    return g["t"][keep], d[keep]
+
+
+def service_metrics(metrics: pd.DataFrame, experiment: str) -> plt.Figure | None:
+    """What the service said about itself (its /metrics, scraped every second): requests/s
+    from the `http_requests_total` counter, CPU from `process_cpu_seconds_total`, memory (RSS).
+    """
+    if metrics is None or metrics.empty or "experiment" not in metrics.columns:
+        return None
+    m = metrics[metrics["experiment"] == experiment]
+    panels = [  # (metric, axis label, is a counter, scale)
+        ("http_requests_total", "requests/s (server)", True, 1.0),
+        ("process_cpu_seconds_total", "CPU (% of one core)", True, 100.0),
+        ("process_resident_memory_bytes", "RSS (MiB)", False, 2**-20),
+    ]
+    panels = [p for p in panels if not _series(m, p[0]).empty]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels) + 0.6), sharex=True)
+    axes = np.atleast_1d(axes)
+    for ax, (name, ylabel, counter, scale) in zip(axes, panels, strict=True):
+        for variant, g in _series(m, name).groupby("variant", sort=False):
+            g = g.sort_values("t")
+            t, y = _rate(g) if counter else (g["t"], g["value"])
+            ax.plot(t - g["t"].min(), y * scale, label=str(variant), lw=2)
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+    axes[-1].set_xlabel("seconds since the first scrape (first repetition)")
+    axes[0].set_title(f"{experiment}: the service's own metrics (/metrics, every second)")
+    axes[0].legend()
+    fig.tight_layout()
+    return fig
+
+
 def figures(run: Run) -> dict[str, plt.Figure]:
     out: dict[str, plt.Figure] = {}
     if run.samples.empty:
@@ -144,6 +211,10 @@ def figures(run: Run) -> dict[str, plt.Figure]:
         out[f"{exp}-percentiles"] = percentiles(run.summary, exp)
         out[f"{exp}-cdf"] = cdf(run.samples, exp)
         out[f"{exp}-timeline"] = timeline(run.samples, exp)
+        out[f"{exp}-errors"] = error_rate(run.samples, exp)
+        fig = service_metrics(run.metrics, exp)
+        if fig is not None:
+            out[f"{exp}-metrics"] = fig
         for name, fn in (("db-queries", db_queries), ("cache-hits", cache_hits)):
             fig = fn(run.samples, exp)
             if fig is not None:

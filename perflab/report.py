@@ -27,6 +27,23 @@ def _table(df) -> str:
     return df.to_html(index=False, float_format=lambda x: f"{x:.3f}", border=0)
 
 
+def _time_split(run: Run, experiment: str) -> str:
+    """Median time per part (client wait, network, app, db, cache), from the joined logs."""
+    from perflab import analysis
+
+    if run.logs is None or run.logs.empty or run.samples.empty:
+        return ""
+    joined = analysis.join_requests(run.samples[run.samples["experiment"] == experiment], run.logs)
+    if joined.empty:
+        return ""
+    split = analysis.time_split(joined, ("variant", "endpoint"))
+    return (
+        f"<p>Where the time went: medians in ms over {len(joined)} requests joined to the "
+        "service log on request id (network = client round trip - server duration; app = "
+        "server duration - db - cache; warm-up included).</p>" + _table(split)
+    )
+
+
 def write(run: Run, path: Path) -> Path:
     m = run.manifest
     parts = [f"<h1>perflab run {html.escape(m.get('run_id', ''))}</h1>"]
@@ -50,6 +67,7 @@ def write(run: Run, path: Path) -> Path:
             parts.append(_table(run.summary[run.summary["experiment"] == name]))
         if not run.comparison.empty:
             parts.append(_table(run.comparison[run.comparison["experiment"] == name]))
+        parts.append(_time_split(run, name))
         for rel in m.get("plots", []):
             if Path(rel).name.startswith(f"{name}-"):
                 png = (path.parent / rel).read_bytes()

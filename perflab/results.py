@@ -122,14 +122,19 @@ def load_run(ref: str | Path) -> dict:
 
     def read(name: str, **kw) -> pd.DataFrame | None:
         p = path / name
-        return pd.read_csv(p, **kw) if p.exists() and p.stat().st_size else None
+        if not p.exists():
+            return None
+        try:
+            return pd.read_csv(p, **kw)
+        except pd.errors.EmptyDataError:  # an empty table is written as a bare newline
+            return None
 
     return {
         "path": path,
         "manifest": json.loads((path / "manifest.json").read_text()),
         "summary": read("summary.csv"),
         "comparison": read("comparison.csv"),
-        "samples": read("samples.csv.gz", dtype={"x_cache": "string"}),
+        "samples": read("samples.csv.gz", dtype={"x_cache": "string", "request_id": "string"}),
         "metrics": read("metrics.csv"),
     }
 
