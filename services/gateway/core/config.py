@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,6 +36,15 @@ class Settings(BaseSettings):
     metrics_enabled: bool = True
     headers_enabled: bool = True
     service_name: str = "gateway"
+
+    @field_validator("catalog_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(
+                f"GATEWAY_CATALOG_URL must start with http:// or https://, got {value!r}"
+            )
+        return value.rstrip("/")
 
     @property
     def variant(self) -> str:
