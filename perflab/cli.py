@@ -86,20 +86,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 130 if run.interrupted else 0
 
 
+def _describe(settings: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in settings.items())
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from perflab.lab import Lab
 
     if args.port is not None and port_in_use(args.port):
         raise LabError(f"port {args.port} is taken: stop what uses it, or leave --port out")
-    settings = {}
-    if args.service == "catalog":
-        settings = {"queries": args.queries, "cache": args.cache}
+    # --queries/--cache set the catalog variant; `serve gateway` starts one behind the gateway.
+    settings = {"queries": args.queries, "cache": args.cache}
     with Lab(size=args.size) as lab:
         svc = lab.service(args.service, port=args.port, workers=args.workers, **settings)
-        print(
-            f"{args.service} ({', '.join(f'{k}={v}' for k, v in settings.items())}) at "
-            f"{svc.url}  docs: {svc.url}/docs  logs: {svc.log_file}"
-        )
+        for upstream in svc.upstreams:
+            print(f"catalog ({_describe(settings)}) at {upstream.url}  logs: {upstream.log_file}")
+        what = "" if svc.upstreams else f" ({_describe(settings)})"
+        print(f"{args.service}{what} at {svc.url}  docs: {svc.url}/docs  logs: {svc.log_file}")
         if lab.embedded_redis is not None:
             print(f"embedded redis-server ({lab.embedded_redis.source}) at {lab.redis_url}")
         print("Ctrl-C to stop.", flush=True)

@@ -21,6 +21,10 @@ from perflab.redis_server import EmbeddedRedis
 from perflab.services import ServiceHandle, start_service
 
 
+def _env_value(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def default_database_url(size: str) -> str:
     return f"sqlite:///{paths.DATA / f'catalog-{size}.sqlite3'}"
 
@@ -73,9 +77,7 @@ class Lab:
     def catalog_env(self, **settings: object) -> dict[str, str]:
         env = {"CATALOG_DATABASE_URL": self.database_url}
         for key, value in settings.items():
-            env[f"CATALOG_{key.upper()}"] = (
-                str(value).lower() if isinstance(value, bool) else str(value)
-            )
+            env[f"CATALOG_{key.upper()}"] = _env_value(value)
         if settings.get("cache") == "redis":
             env["CATALOG_REDIS_URL"] = self.redis_url
         return env
@@ -91,16 +93,45 @@ class Lab:
         log_dir: Path | None = None,
         **settings: object,
     ) -> ServiceHandle:
-        """Start a service variant: `lab.service("catalog", queries="naive", cache="redis")`."""
-        self.ensure_data()
+        """Start a service variant: `lab.service("catalog", queries="naive", cache="redis")`.
+
+        The gateway fronts a catalog: `lab.service("gateway", catalog_url=catalog.url)`. Without
+        `catalog_url` the lab starts a catalog for it, with the catalog settings among
+        `settings` (`lab.service("gateway", queries="naive", retries=0)`); stopping the gateway
+        stops that catalog too.
+        """
         if name == "catalog":
+            self.ensure_data()
             full_env = {**self.catalog_env(**settings), **(env or {})}
+            upstreams: list[ServiceHandle] = []
         else:
-            full_env = {f"{name.upper()}_{k.upper()}": str(v) for k, v in settings.items()}
+            upstreams = []
+            if name == "gateway" and not settings.get("catalog_url"):
+                from services.catalog.core.config import Settings as CatalogSettings
+
+                catalog_keys = set(CatalogSettings.model_fields) - {"log_file", "service_name"}
+                catalog_settings = {k: settings.pop(k) for k in list(settings) if k in catalog_keys}
+                catalog = self.service(
+                    "catalog",
+                    label=f"{label or name}-catalog",
+                    log_dir=log_dir,
+                    workers=workers,
+                    **catalog_settings,
+                )
+                self.services.remove(catalog)  # owned by the gateway handle from now on
+                upstreams.append(catalog)
+                settings["catalog_url"] = catalog.url
+            full_env = {f"{name.upper()}_{k.upper()}": _env_value(v) for k, v in settings.items()}
             full_env.update(env or {})
-        handle = start_service(
-            name, full_env, log_dir or self.log_dir, label=label, port=port, workers=workers
-        )
+        try:
+            handle = start_service(
+                name, full_env, log_dir or self.log_dir, label=label, port=port, workers=workers
+            )
+        except BaseException:
+            for upstream in upstreams:
+                upstream.stop()
+            raise
+        handle.upstreams.extend(upstreams)
         self.services.append(handle)
         return handle
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,11 +29,19 @@ class ServiceHandle:
     log_file: Path
     output_file: Path
     proc: ManagedProcess | None = field(repr=False, default=None)
+    metrics_dir: Path | None = field(repr=False, default=None)
+    # Services this one depends on and that were started for it (the gateway's catalog).
+    upstreams: list[ServiceHandle] = field(repr=False, default_factory=list)
 
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.stop()
             self.proc = None
+        if self.metrics_dir is not None:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+            self.metrics_dir = None
+        for upstream in self.upstreams:
+            upstream.stop()
 
     @property
     def running(self) -> bool:
@@ -54,7 +64,12 @@ def start_service(
     workers: int = 1,
     timeout: float = 60.0,
 ) -> ServiceHandle:
-    """Start `service` with settings `env` (e.g. CATALOG_QUERIES=naive); wait for /healthz."""
+    """Start `service` with settings `env` (e.g. CATALOG_QUERIES=naive); wait for /healthz.
+
+    With `workers` > 1 the service's Prometheus metrics go to a private folder
+    (PROMETHEUS_MULTIPROC_DIR), so /metrics counts the requests of every worker; the folder is
+    removed when the service stops.
+    """
     if service not in APPS:
         raise LabError(f"unknown service {service!r}: choose one of {', '.join(APPS)}")
     if port is not None and port_in_use(port):
@@ -66,6 +81,10 @@ def start_service(
     log_file = log_dir / f"{label}.jsonl"
     output = log_dir / f"{label}.out"
     env = {**env, f"{prefix}_LOG_FILE": str(log_file), f"{prefix}_SERVICE_NAME": service}
+    metrics_dir: Path | None = None
+    if workers > 1:
+        metrics_dir = Path(tempfile.mkdtemp(prefix=f"perflab-metrics-{label}-"))
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     argv = [
         sys.executable,
         "-m",
@@ -86,5 +105,10 @@ def start_service(
     ]
     proc = spawn(label, argv, env=env, output=output, cwd=paths.ROOT)
     url = f"http://127.0.0.1:{port}"
-    wait_until(http_ok(url + "/healthz"), proc, timeout, "answering /healthz")
-    return ServiceHandle(label, url, port, env, log_file, output, proc)
+    try:
+        wait_until(http_ok(url + "/healthz"), proc, timeout, "answering /healthz")
+    except LabError:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+        raise
+    return ServiceHandle(label, url, port, env, log_file, output, proc, metrics_dir)

@@ -11,11 +11,11 @@ is the data access alone.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, joinedload, with_parent
 
 from services.catalog import schemas
 from services.catalog.models import Category, Product, Review
@@ -50,14 +50,81 @@ def _summary(ratings: list[int]) -> schemas.RatingSummary:
     return schemas.RatingSummary(count=len(ratings), mean=mean)
 
 
+# --- statements ------------------------------------------------------------------------------
+# The repositories build their SQL with these functions, so `services.catalog.plans` can ask the
+# database how it would run exactly the same statements without running the endpoint.
+
+
+def naive_page(f: schemas.ProductFilters) -> Select:
+    stmt = _filtered(select(Product), f).order_by(Product.id)
+    if f.cursor is not None:
+        stmt = stmt.where(Product.id > f.cursor)
+    return stmt.offset(f.offset).limit(f.limit)
+
+
+def lazy_load(relationship: Any, parent: object) -> Select:
+    """The SELECT the ORM emits when code touches `parent.<relationship>` (lazy loading)."""
+    target = relationship.property.mapper.class_
+    return select(target).where(with_parent(parent, relationship))
+
+
+def optimized_page(f: schemas.ProductFilters) -> Select:
+    stmt = _filtered(
+        select(Product.id, Product.name, Product.price, Product.category_id, Category.name)
+        .join(Category, Category.id == Product.category_id)
+        .order_by(Product.id),
+        f,
+    )
+    if f.cursor is not None:
+        stmt = stmt.where(Product.id > f.cursor)
+    if f.offset:
+        stmt = stmt.offset(f.offset)
+    return stmt.limit(f.limit)
+
+
+def ratings(ids: list[int]) -> Select:
+    return (
+        select(Review.product_id, func.count(Review.id), func.avg(Review.rating))
+        .where(Review.product_id.in_(ids))
+        .group_by(Review.product_id)
+    )
+
+
+def product_with_category(product_id: int) -> Select:
+    return select(Product).options(joinedload(Product.category)).where(Product.id == product_id)
+
+
+def latest_reviews(product_id: int) -> Select:
+    return (
+        select(Review)
+        .where(Review.product_id == product_id)
+        .order_by(Review.created_at.desc(), Review.id.desc())
+        .limit(LATEST_REVIEWS)
+    )
+
+
+def category_name(category_id: int) -> Select:
+    return select(Category.name).where(Category.id == category_id)
+
+
+def top_products(category_id: int, limit: int) -> Select:
+    mean = func.avg(Review.rating)
+    count = func.count(Review.id)
+    return (
+        select(Product.id, Product.name, Product.price, count, mean)
+        .join(Review, Review.product_id == Product.id)
+        .where(Product.category_id == category_id)
+        .group_by(Product.id, Product.name, Product.price)
+        .order_by(mean.desc(), count.desc(), Product.id)
+        .limit(limit)
+    )
+
+
 class NaiveRepository:
     """Lazy loading, offset pagination, whole rows, aggregates in Python."""
 
     def list_products(self, s: Session, f: schemas.ProductFilters) -> schemas.ProductPage:
-        stmt = _filtered(select(Product), f).order_by(Product.id)
-        if f.cursor is not None:
-            stmt = stmt.where(Product.id > f.cursor)
-        products = s.scalars(stmt.offset(f.offset).limit(f.limit)).all()
+        products = s.scalars(naive_page(f)).all()
         items = [
             schemas.ProductSummary(
                 id=p.id,
@@ -112,27 +179,13 @@ class OptimizedRepository:
     def _ratings(self, s: Session, ids: list[int]) -> dict[int, schemas.RatingSummary]:
         if not ids:
             return {}
-        rows = s.execute(
-            select(Review.product_id, func.count(Review.id), func.avg(Review.rating))
-            .where(Review.product_id.in_(ids))
-            .group_by(Review.product_id)
-        ).all()
+        rows = s.execute(ratings(ids)).all()
         return {
             pid: schemas.RatingSummary(count=n, mean=round(float(avg), 3)) for pid, n, avg in rows
         }
 
     def list_products(self, s: Session, f: schemas.ProductFilters) -> schemas.ProductPage:
-        stmt = _filtered(
-            select(Product.id, Product.name, Product.price, Product.category_id, Category.name)
-            .join(Category, Category.id == Product.category_id)
-            .order_by(Product.id),
-            f,
-        )
-        if f.cursor is not None:
-            stmt = stmt.where(Product.id > f.cursor)
-        if f.offset:
-            stmt = stmt.offset(f.offset)
-        rows = s.execute(stmt.limit(f.limit)).all()
+        rows = s.execute(optimized_page(f)).all()
         ratings = self._ratings(s, [r[0] for r in rows])
         empty = schemas.RatingSummary(count=0, mean=None)
         items = [
@@ -150,17 +203,10 @@ class OptimizedRepository:
         return schemas.ProductPage(items=items, next_cursor=next_cursor)
 
     def get_product(self, s: Session, product_id: int) -> schemas.ProductDetail:
-        p = s.scalars(
-            select(Product).options(joinedload(Product.category)).where(Product.id == product_id)
-        ).one_or_none()
+        p = s.scalars(product_with_category(product_id)).one_or_none()
         if p is None:
             raise NotFound(f"product {product_id} not found")
-        latest = s.scalars(
-            select(Review)
-            .where(Review.product_id == product_id)
-            .order_by(Review.created_at.desc(), Review.id.desc())
-            .limit(LATEST_REVIEWS)
-        ).all()
+        latest = s.scalars(latest_reviews(product_id)).all()
         empty = schemas.RatingSummary(count=0, mean=None)
         return schemas.ProductDetail(
             id=p.id,
@@ -175,19 +221,10 @@ class OptimizedRepository:
         )
 
     def category_top(self, s: Session, category_id: int, limit: int) -> schemas.CategoryTop:
-        name = s.scalar(select(Category.name).where(Category.id == category_id))
+        name = s.scalar(category_name(category_id))
         if name is None:
             raise NotFound(f"category {category_id} not found")
-        mean = func.avg(Review.rating)
-        count = func.count(Review.id)
-        rows = s.execute(
-            select(Product.id, Product.name, Product.price, count, mean)
-            .join(Review, Review.product_id == Product.id)
-            .where(Product.category_id == category_id)
-            .group_by(Product.id, Product.name, Product.price)
-            .order_by(mean.desc(), count.desc(), Product.id)
-            .limit(limit)
-        ).all()
+        rows = s.execute(top_products(category_id, limit)).all()
         top = [
             schemas.TopProduct(
                 id=pid,

@@ -24,6 +24,8 @@ class RequestContext:
     db_seconds: float = 0.0
     cache: str | None = None
     cache_seconds: float = 0.0
+    # More Server-Timing entries (name -> seconds), e.g. the gateway's `upstream`.
+    timings: dict[str, float] = field(default_factory=dict)
     extra: dict[str, object] = field(default_factory=dict)
 
 

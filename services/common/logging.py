@@ -6,6 +6,7 @@ Logging can be switched off to measure what it costs.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -39,4 +40,5 @@ def make_logger(service: str, log_file: str | None, enabled: bool = True) -> Any
         ],
         cache_logger_on_first_use=True,
     )
-    return logger.bind(service=service)
+    # pid: with several uvicorn workers, which process answered.
+    return logger.bind(service=service, pid=os.getpid())

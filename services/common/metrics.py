@@ -3,9 +3,19 @@
 Names follow Prometheus conventions: base units (seconds), `_total` on counters, and the route
 *template* (`/products/{product_id}`) as the label, never the raw path, so label cardinality
 stays bounded whatever ids the load uses.
+
+With several uvicorn workers each process has its own counters, and a scrape reaches just one
+of them. The lab then sets `PROMETHEUS_MULTIPROC_DIR` (a fresh folder per service): every worker
+writes its values to files there, and /metrics merges the files of all workers, so one scrape
+counts every request whichever worker answered it. Process CPU and memory are summed over the
+live processes of the service (the uvicorn supervisor and its workers).
 """
 
 from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -16,6 +26,8 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -38,8 +50,10 @@ LATENCY_BUCKETS = (
 class ServiceMetrics:
     def __init__(self, service: str) -> None:
         self.registry = CollectorRegistry()
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
+        self.multiprocess_dir = multiprocess_dir()
+        if self.multiprocess_dir is None:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
         labels = ("method", "route", "status")
         self.requests = Counter(
             "http_requests_total", "HTTP requests answered.", labels, registry=self.registry
@@ -73,4 +87,56 @@ class ServiceMetrics:
         self.db_queries.labels(route).observe(db_queries)
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(self.multiprocess_dir))
+        registry.register(_ServiceProcessesCollector(self.multiprocess_dir))
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def multiprocess_dir() -> Path | None:
+    """The multiprocess folder when prometheus_client runs in multiprocess mode, else None."""
+    raw = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return Path(raw) if raw and Path(raw).is_dir() else None
+
+
+class _ServiceProcessesCollector:
+    """process_cpu_seconds_total and process_resident_memory_bytes summed over the service.
+
+    The processes are this worker's parent (the uvicorn supervisor) and every worker that wrote
+    a metrics file (`counter_<pid>.db`) and is still alive. Linux only (/proc); elsewhere it
+    reports nothing rather than one worker's numbers passed off as the service's.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _pids(self) -> set[int]:
+        pids = {os.getppid(), os.getpid()}
+        for f in self.folder.glob("*.db"):
+            tail = f.stem.rsplit("_", 1)[-1]
+            if tail.isdigit():
+                pids.add(int(tail))
+        return {p for p in pids if p > 1 and Path(f"/proc/{p}/stat").exists()}
+
+    def collect(self) -> Iterable[Metric]:
+        if not Path("/proc/self/stat").exists():
+            return []
+        cpu = rss = 0.0
+        for pid in self._pids():
+            collector = ProcessCollector(pid=lambda pid=pid: pid, registry=None)
+            for family in collector.collect():
+                for sample in family.samples:
+                    if sample.name == "process_cpu_seconds_total":
+                        cpu += sample.value
+                    elif sample.name == "process_resident_memory_bytes":
+                        rss += sample.value
+        c = CounterMetricFamily(
+            "process_cpu_seconds", "CPU time of the service's processes, summed.", value=cpu
+        )
+        m = GaugeMetricFamily(
+            "process_resident_memory_bytes", "Resident memory of the service's processes, summed."
+        )
+        m.add_metric([], rss)
+        return [c, m]

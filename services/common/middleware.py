@@ -81,10 +81,13 @@ class ObservabilityMiddleware:
                 headers.append((b"x-request-id", ctx.request_id.encode()))
                 if self.headers:
                     app_ms = (perf_counter() - start) * 1000
-                    timing = (
-                        f"db;dur={ctx.db_seconds * 1000:.3f}, "
-                        f"cache;dur={ctx.cache_seconds * 1000:.3f}, app;dur={app_ms:.3f}"
-                    )
+                    parts = [
+                        f"db;dur={ctx.db_seconds * 1000:.3f}",
+                        f"cache;dur={ctx.cache_seconds * 1000:.3f}",
+                        *(f"{name};dur={sec * 1000:.3f}" for name, sec in ctx.timings.items()),
+                        f"app;dur={app_ms:.3f}",
+                    ]
+                    timing = ", ".join(parts)
                     headers.append((b"server-timing", timing.encode()))
                     headers.append((b"x-db-queries", str(ctx.db_queries).encode()))
                     if ctx.cache is not None:

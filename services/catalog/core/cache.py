@@ -163,7 +163,15 @@ class RedisCache:
                 return value
             lock = f"{PREFIX}lock:{key}:{field}"
             leader = bool(self.client.set(lock, b"1", nx=True, px=5000))
-            if not leader:
+            if leader:
+                # Check again: a leader that finished between our HGET and SET NX has stored
+                # the value and released the lock; loading again would be a second miss.
+                value = self.client.hget(full, field)
+                if value is not None:
+                    self.client.delete(lock)
+                    _mark("hit", perf_counter() - t0)
+                    return value
+            else:
                 deadline = time.monotonic() + self.lock_wait_seconds
                 while time.monotonic() < deadline:  # wait for the leader's value
                     time.sleep(0.002)

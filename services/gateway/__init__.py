@@ -1,0 +1,1 @@
+"""The gateway: an async front door to the catalog (pooling, timeouts, retries, a breaker)."""

@@ -1,0 +1,43 @@
+"""Product endpoints, proxied to the catalog. The catalog validates; its 4xx pass through."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Request, Response
+
+from services.gateway.api.deps import ClientDep, proxy_get
+
+router = APIRouter(prefix="/products", tags=["products"])
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+@router.get("")
+async def list_products(request: Request, client: ClientDep) -> Response:
+    return await proxy_get(client, request, "/products")
+
+
+@router.get("/{product_id}")
+async def get_product(product_id: int, request: Request, client: ClientDep) -> Response:
+    return await proxy_get(client, request, f"/products/{product_id}")
+
+
+@router.post("/{product_id}/reviews", status_code=201)
+async def add_review(
+    product_id: int,
+    request: Request,
+    client: ClientDep,
+    idempotency_key: Annotated[str | None, Header(max_length=80)] = None,
+) -> Response:
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise HTTPException(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+    upstream = await client.request(
+        "POST",
+        f"/products/{product_id}/reviews",
+        content=body,
+        content_type=request.headers.get("content-type", "application/json"),
+        idempotency_key=idempotency_key,
+    )
+    return Response(upstream.body, status_code=upstream.status, media_type=upstream.content_type)

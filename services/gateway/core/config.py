@@ -1,0 +1,56 @@
+"""The gateway's one typed `Settings`, read from `GATEWAY_*` environment variables.
+
+The defaults are what a careful service would choose: a short connect timeout (a dead host is
+known fast), a read timeout longer than the catalog's slow path, two retries with backoff, and a
+breaker that opens after five failures in a row.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    catalog_url: str = "http://127.0.0.1:8000"
+    # Timeouts, seconds: connecting, waiting for a response, and waiting for a pooled connection.
+    connect_timeout: float = Field(1.0, gt=0)
+    read_timeout: float = Field(10.0, gt=0)
+    pool_timeout: float = Field(5.0, gt=0)
+    max_connections: int = Field(100, gt=0)
+    max_keepalive_connections: int = Field(20, ge=0)
+    # Retries after the first attempt; the wait before retry k is uniform in
+    # [0, min(backoff_max, backoff_base * 2**k)] ("full jitter").
+    retries: int = Field(2, ge=0, le=10)
+    backoff_base_seconds: float = Field(0.05, ge=0)
+    backoff_max_seconds: float = Field(1.0, ge=0)
+    # The circuit breaker: open after this many failed attempts in a row, try again after.
+    breaker_failures: int = Field(5, gt=0)
+    breaker_cooldown_seconds: float = Field(2.0, gt=0)
+    log_enabled: bool = True
+    log_file: str | None = None
+    metrics_enabled: bool = True
+    headers_enabled: bool = True
+    service_name: str = "gateway"
+
+    @field_validator("catalog_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(
+                f"GATEWAY_CATALOG_URL must start with http:// or https://, got {value!r}"
+            )
+        return value.rstrip("/")
+
+    @property
+    def variant(self) -> str:
+        return f"retries={self.retries},breaker={self.breaker_failures}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,68 @@
+"""The gateway app factory: `uvicorn --factory services.gateway.main:create_app`.
+
+The gateway is all I/O (it waits on the catalog), so its handlers are `async def` and share one
+pooled `httpx.AsyncClient` per worker: no thread per request, no new TCP connection per call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from services.common.logging import make_logger
+from services.common.metrics import ServiceMetrics
+from services.common.middleware import ObservabilityMiddleware
+from services.common.watchdog import start_parent_watchdog
+from services.gateway.api.routes import categories, ops, products
+from services.gateway.core.config import Settings, get_settings
+from services.gateway.core.metrics import UpstreamMetrics
+from services.gateway.core.upstream import CatalogClient, UpstreamError
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    logger = make_logger(settings.service_name, settings.log_file, settings.log_enabled)
+    metrics = ServiceMetrics(settings.service_name) if settings.metrics_enabled else None
+    client = CatalogClient(
+        settings, metrics=UpstreamMetrics(metrics) if metrics else None, logger=logger
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        start_parent_watchdog()
+        logger.info("startup", variant=settings.variant, catalog_url=settings.catalog_url)
+        yield
+        await client.aclose()
+
+    app = FastAPI(
+        title="perflab gateway",
+        version="1.0",
+        description="The front door to the catalog: pooling, timeouts, retries, a breaker.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.catalog_client = client
+
+    @app.exception_handler(UpstreamError)
+    async def upstream_failed(request: Request, exc: UpstreamError) -> JSONResponse:
+        headers = {}
+        if exc.retry_after is not None:
+            headers["retry-after"] = str(max(1, round(exc.retry_after)))
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
+
+    app.include_router(products.router)
+    app.include_router(categories.router)
+    app.include_router(ops.router)
+    app.add_middleware(
+        ObservabilityMiddleware,
+        logger=logger,
+        metrics=metrics,
+        variant=settings.variant,
+        headers=settings.headers_enabled,
+        log=settings.log_enabled,
+    )
+    return app

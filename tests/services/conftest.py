@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+
+def _log_lines(path: Path, request_id: str, count: int = 1, timeout: float = 5.0) -> list[dict]:
+    """The JSON log lines of one request id, waiting up to `timeout` s for `count` of them."""
+    found: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+        found = [x for x in lines if x.get("request_id") == request_id]
+        if len(found) >= count:
+            break
+        time.sleep(0.05)
+    return found
+
+
+@pytest.fixture(scope="session")
+def log_lines() -> Callable[..., list[dict]]:
+    """`log_lines(svc.log_file, request_id, count=1)`: a service's log lines for one request."""
+    return _log_lines
