@@ -10,6 +10,8 @@ from perflab.lab import Lab
 from perflab.loadgen import LoadProfile
 from perflab.runner import Run, run_experiments
 
+pytestmark = pytest.mark.slow  # real load against real processes
+
 
 @pytest.fixture(scope="module")
 def run(database_url: str, tmp_root) -> Run:

@@ -6,10 +6,13 @@ import http.client
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from perflab import stats
 from perflab.loadgen import Endpoint, LoadProfile, run_load
 from perflab.targets import stall_percentile
+
+pytestmark = pytest.mark.slow  # real load against real processes
 
 MIX = [Endpoint("GET /", "/")]
 
@@ -51,7 +54,7 @@ def test_stall_open_model_shows_the_stall_and_closed_model_hides_it(target, tmp_
     t = target("stall", base, stall_every=every, stall_s=stall)
     # the analytic truth holds over whole stall cycles: keep 6 s (two cycles) after warm-up
     open_prof = LoadProfile(model="open", rate=50, users=80, duration=8, warmup=1)
-    closed_prof = LoadProfile(model="closed", users=2, duration=5, warmup=1)
+    closed_prof = LoadProfile(model="closed", users=2, duration=4, warmup=1)
     got = {}
     for name, prof in (("open", open_prof), ("closed", closed_prof)):
         res = run_load(t.url, MIX, prof, tmp_path, label=name, progress=False)

@@ -12,7 +12,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from harness_helpers import ROOT, descendants, processes_of, wait_gone
+
+pytestmark = pytest.mark.slow  # real load against real processes
 
 SCRIPT = textwrap.dedent(
     """

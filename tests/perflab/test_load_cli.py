@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 from harness_helpers import perflab_cli, saved_run
 
+pytestmark = pytest.mark.slow  # real load against real processes
+
 CONTRACT = ["experiment", "variant", "endpoint", "requests", "failures", "rps"]
 CONTRACT += ["p50_ms", "p95_ms", "p99_ms"]
 UNCORRECTED = [f"p{p}_ms_uncorrected" for p in (50, 90, 95, 99)]

@@ -32,7 +32,7 @@ def test_constant_and_poisson_schedules() -> None:
 
 def test_two_workers_split_the_rate_and_merge_samples(target, tmp_path: Path) -> None:
     t = target("sleep", 5)
-    prof = LoadProfile(model="open", rate=40, users=10, duration=5, warmup=1.5, workers=2)
+    prof = LoadProfile(model="open", rate=40, users=10, duration=4, warmup=1.5, workers=2)
     result = run_load(t.url, [Endpoint("GET /", "/")], prof, tmp_path, progress=False)
     assert len(list(tmp_path.glob("samples-load.csv.*"))) == 2  # one file per worker
     m = stats.measured(result.samples, prof.warmup)
