@@ -126,13 +126,11 @@ class CatalogClient:
         upstream_seconds = 0.0
         failure: UpstreamError | None = None
         last_response: UpstreamResponse | None = None
-        attempt = 0
+        sent = 0  # attempts that went out (the breaker may stop one before it does)
         try:
-            for attempt in range(1, attempts + 1):
-                if attempt > 1:
-                    if self.metrics is not None:
-                        self.metrics.retries.labels(method).inc()
-                    await asyncio.sleep(self.backoff(attempt - 2))
+            for attempt in range(attempts):
+                if attempt:
+                    await asyncio.sleep(self.backoff(attempt - 1))
                 if not self.breaker.allow():
                     self._count(method, "circuit_open", None)
                     wait = self.breaker.retry_after()
@@ -143,6 +141,9 @@ class CatalogClient:
                         retry_after=wait,
                     )
                     break
+                if attempt and self.metrics is not None:
+                    self.metrics.retries.labels(method).inc()
+                sent += 1
                 t0 = perf_counter()
                 try:
                     resp = await self.client.request(
@@ -208,7 +209,7 @@ class CatalogClient:
         finally:
             if ctx is not None:
                 ctx.timings["upstream"] = ctx.timings.get("upstream", 0.0) + upstream_seconds
-                ctx.extra["upstream_attempts"] = attempt
+                ctx.extra["upstream_attempts"] = sent
                 ctx.extra["upstream_ms"] = round(upstream_seconds * 1000, 3)
                 if last_response is not None:
                     ctx.extra["upstream_status"] = last_response.status
