@@ -160,6 +160,7 @@ class CatalogClient:
                     )
                     continue  # never reached the catalog: safe to retry for any method
                 except httpx.PoolTimeout:
+                    self.breaker.release()
                     upstream_seconds += perf_counter() - t0
                     self._count(method, "pool_timeout", perf_counter() - t0)
                     failure = UpstreamError(
@@ -203,7 +204,7 @@ class CatalogClient:
                 else:
                     self.breaker.success()
                 return last_response
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled (client gone) or a bug: never leave a probe pending
             self.breaker.release()
             raise
         finally:
