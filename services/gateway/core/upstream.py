@@ -75,7 +75,9 @@ class CatalogClient:
             limits=httpx.Limits(
                 max_connections=settings.max_connections,
                 max_keepalive_connections=settings.max_keepalive_connections,
+                keepalive_expiry=settings.keepalive_expiry_seconds,
             ),
+            trust_env=False,  # a configured URL on this machine: no HTTP_PROXY detour
             # Retries are ours (with backoff and the breaker), not the transport's.
             transport=httpx.AsyncHTTPTransport(retries=0),
         )
