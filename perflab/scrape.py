@@ -19,6 +19,9 @@ KEEP = (
     "process_cpu_seconds_total",
     "process_resident_memory_bytes",
     "rate_limited_total",
+    "upstream_requests_total",
+    "upstream_retries_total",
+    "circuit_breaker_opened_total",
 )
 
 

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     pool_timeout: float = Field(5.0, gt=0)
     max_connections: int = Field(100, gt=0)
     max_keepalive_connections: int = Field(20, ge=0)
+    # Below uvicorn's keep-alive timeout (5 s): the gateway drops an idle connection before the
+    # catalog closes it, so a request is never sent on a connection that is being closed.
+    keepalive_expiry_seconds: float = Field(4.0, ge=0)
     # Retries after the first attempt; the wait before retry k is uniform in
     # [0, min(backoff_max, backoff_base * 2**k)] ("full jitter").
     retries: int = Field(2, ge=0, le=10)

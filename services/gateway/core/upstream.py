@@ -75,7 +75,9 @@ class CatalogClient:
             limits=httpx.Limits(
                 max_connections=settings.max_connections,
                 max_keepalive_connections=settings.max_keepalive_connections,
+                keepalive_expiry=settings.keepalive_expiry_seconds,
             ),
+            trust_env=False,  # a configured URL on this machine: no HTTP_PROXY detour
             # Retries are ours (with backoff and the breaker), not the transport's.
             transport=httpx.AsyncHTTPTransport(retries=0),
         )
@@ -126,13 +128,11 @@ class CatalogClient:
         upstream_seconds = 0.0
         failure: UpstreamError | None = None
         last_response: UpstreamResponse | None = None
-        attempt = 0
+        sent = 0  # attempts that went out (the breaker may stop one before it does)
         try:
-            for attempt in range(1, attempts + 1):
-                if attempt > 1:
-                    if self.metrics is not None:
-                        self.metrics.retries.labels(method).inc()
-                    await asyncio.sleep(self.backoff(attempt - 2))
+            for attempt in range(attempts):
+                if attempt:
+                    await asyncio.sleep(self.backoff(attempt - 1))
                 if not self.breaker.allow():
                     self._count(method, "circuit_open", None)
                     wait = self.breaker.retry_after()
@@ -143,6 +143,9 @@ class CatalogClient:
                         retry_after=wait,
                     )
                     break
+                if attempt and self.metrics is not None:
+                    self.metrics.retries.labels(method).inc()
+                sent += 1
                 t0 = perf_counter()
                 try:
                     resp = await self.client.request(
@@ -159,6 +162,7 @@ class CatalogClient:
                     )
                     continue  # never reached the catalog: safe to retry for any method
                 except httpx.PoolTimeout:
+                    self.breaker.release()
                     upstream_seconds += perf_counter() - t0
                     self._count(method, "pool_timeout", perf_counter() - t0)
                     failure = UpstreamError(
@@ -202,13 +206,13 @@ class CatalogClient:
                 else:
                     self.breaker.success()
                 return last_response
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled (client gone) or a bug: never leave a probe pending
             self.breaker.release()
             raise
         finally:
             if ctx is not None:
                 ctx.timings["upstream"] = ctx.timings.get("upstream", 0.0) + upstream_seconds
-                ctx.extra["upstream_attempts"] = attempt
+                ctx.extra["upstream_attempts"] = sent
                 ctx.extra["upstream_ms"] = round(upstream_seconds * 1000, 3)
                 if last_response is not None:
                     ctx.extra["upstream_status"] = last_response.status

@@ -81,7 +81,7 @@ def black_hole() -> Iterator[str]:
 
 
 def test_catalog_down_is_a_fast_503_and_the_breaker_recovers(
-    start_catalog, start_gateway, tmp_root
+    start_catalog, start_gateway, tmp_root, log_lines
 ):
     catalog = start_catalog("g-outage-catalog", queries="optimized", cache="none")
     gw = start_gateway(
@@ -104,6 +104,8 @@ def test_catalog_down_is_a_fast_503_and_the_breaker_recovers(
     assert "circuit open" in fast.json()["detail"]
     assert int(fast.headers["retry-after"]) >= 1
     assert time.monotonic() - t0 < 1.0
+    (line,) = log_lines(gw.log_file, fast.headers["x-request-id"])
+    assert line["upstream_attempts"] == 0, "the open breaker sent nothing to the catalog"
     assert httpx.get(f"{gw.url}/healthz").json()["circuit"] == "open"
 
     back = start_service(
