@@ -16,7 +16,8 @@ import random
 import time
 
 from locust import FastHttpUser, between, events, task
-from recorder import Recorder, new_request_id
+
+from perflab.recorder import Recorder, new_request_id
 
 CONFIG: dict = json.loads(os.environ.get("PERFLAB_LOAD", "{}"))
 _recorder: Recorder | None = None

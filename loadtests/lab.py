@@ -15,7 +15,8 @@ import time
 
 import gevent
 from locust import FastHttpUser, between, constant, events, task
-from recorder import Recorder, Schedule, new_request_id
+
+from perflab.recorder import Recorder, Schedule, new_request_id
 
 CONFIG: dict = json.loads(os.environ.get("PERFLAB_LOAD", "{}"))
 MIX: list[dict] = CONFIG.get("mix") or [{"name": "GET /", "path": "/"}]

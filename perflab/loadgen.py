@@ -29,21 +29,7 @@ import pandas as pd
 from perflab import paths
 from perflab.errors import LabError
 from perflab.procs import ManagedProcess, free_port, spawn
-
-# What loadtests/recorder.py writes, one row per request (a test keeps the two in step).
-SAMPLE_COLUMNS = [
-    "t_intended",
-    "t_start",
-    "latency_ms",
-    "service_ms",
-    "status",
-    "ok",
-    "endpoint",
-    "x_cache",
-    "x_db_queries",
-    "request_id",
-    "worker",
-]
+from perflab.recorder import COLUMNS as SAMPLE_COLUMNS
 
 
 @dataclass

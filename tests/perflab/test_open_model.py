@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from perflab import paths, stats
+from perflab import stats
 from perflab.loadgen import Endpoint, LoadProfile, run_load
-
-sys.path.insert(0, str(paths.LOADTESTS))
-from recorder import Schedule
+from perflab.recorder import Schedule
 
 
 def gaps(schedule: Schedule, n: int) -> np.ndarray:

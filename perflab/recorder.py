@@ -1,5 +1,8 @@
 """Raw per-request samples and the open-model schedule, for any locustfile.
 
+Locustfiles import it (`from perflab.recorder import Recorder`) and the harness reads what it
+writes with the same `COLUMNS`: one definition for both sides.
+
 Locust's own statistics round percentiles into buckets and do not correct coordinated omission,
 so the lab records every request itself: when it was *meant* to start, when it was sent, how
 long it took (perf_counter, sub-microsecond), its status and the response's diagnostic headers.
