@@ -77,15 +77,29 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from perflab.lab import Lab
 
-    settings = {}
+    settings: dict[str, object] = {}
     if args.service == "catalog":
-        settings = {"queries": args.queries, "cache": args.cache}
+        settings = {"queries": args.queries, "cache": args.cache, "auth_enabled": args.auth}
+        if args.rate_limit is not None:
+            settings["rate_limit_enabled"] = args.rate_limit > 0
+            if args.rate_limit > 0:
+                settings["rate_limit_per_second"] = args.rate_limit
+        if args.rate_burst is not None:
+            settings["rate_limit_burst"] = args.rate_burst
     with Lab(size=args.size) as lab:
-        svc = lab.service(args.service, port=args.port, workers=args.workers, **settings)
+        svc = lab.service(
+            args.service, port=args.port, workers=args.workers, tls=args.tls, **settings
+        )
         print(
             f"{args.service} ({', '.join(f'{k}={v}' for k, v in settings.items())}) at "
             f"{svc.url}  docs: {svc.url}/docs  logs: {svc.log_file}"
         )
+        if svc.ca_file is not None:
+            print(f"TLS certificate (self-signed; use it as the CA): {svc.ca_file}")
+        if args.service == "catalog":
+            from perflab.auth import secrets_dir
+
+            print(f"demo users (viewer, editor, admin): {secrets_dir(svc) / '.demo-users.json'}")
         if lab.embedded_redis is not None:
             print(f"embedded redis-server ({lab.embedded_redis.source}) at {lab.redis_url}")
         print("Ctrl-C to stop.", flush=True)
@@ -269,6 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--queries", default="optimized", choices=["naive", "optimized"])
     s.add_argument("--cache", default="none", choices=["none", "memory", "redis"])
     s.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    s.add_argument("--tls", action="store_true", help="serve HTTPS (self-signed, data/tls/)")
+    s.add_argument(
+        "--auth",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="review writes need an editor token (default on; --no-auth for experiments)",
+    )
+    s.add_argument("--rate-limit", type=float, help="requests/s per client; 0 turns it off")
+    s.add_argument("--rate-burst", type=int, help="token bucket size per client")
     s.add_argument("--size", default="medium", choices=sizes)
     s.set_defaults(fn=cmd_serve)
 

@@ -89,6 +89,7 @@ class Lab:
         workers: int = 1,
         env: dict[str, str] | None = None,
         log_dir: Path | None = None,
+        tls: bool = False,
         **settings: object,
     ) -> ServiceHandle:
         """Start a service variant: `lab.service("catalog", queries="naive", cache="redis")`."""
@@ -99,7 +100,13 @@ class Lab:
             full_env = {f"{name.upper()}_{k.upper()}": str(v) for k, v in settings.items()}
             full_env.update(env or {})
         handle = start_service(
-            name, full_env, log_dir or self.log_dir, label=label, port=port, workers=workers
+            name,
+            full_env,
+            log_dir or self.log_dir,
+            label=label,
+            port=port,
+            workers=workers,
+            tls=tls,
         )
         self.services.append(handle)
         return handle

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from perflab import paths
 from perflab.errors import LabError
-from perflab.procs import ManagedProcess, free_port, http_ok, port_in_use, spawn, wait_until
+from perflab.procs import ManagedProcess, free_port, port_in_use, spawn, wait_until
 
 APPS = {
     "catalog": "services.catalog.main:create_app",
@@ -27,6 +30,12 @@ class ServiceHandle:
     log_file: Path
     output_file: Path
     proc: ManagedProcess | None = field(repr=False, default=None)
+    ca_file: Path | None = None  # with TLS: the certificate to verify the service with
+
+    @property
+    def verify(self) -> str | bool:
+        """What to pass as httpx's `verify=` to talk to this service."""
+        return str(self.ca_file) if self.ca_file else True
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -53,8 +62,14 @@ def start_service(
     port: int | None = None,
     workers: int = 1,
     timeout: float = 60.0,
+    tls: bool = False,
 ) -> ServiceHandle:
-    """Start `service` with settings `env` (e.g. CATALOG_QUERIES=naive); wait for /healthz."""
+    """Start `service` with settings `env` (e.g. CATALOG_QUERIES=naive); wait for /healthz.
+
+    `tls=True` serves HTTPS with the lab's self-signed certificate (perflab.tls); the handle's
+    `url` is then https and `ca_file` verifies it. Per-install secrets (JWT key, demo users)
+    live in the lab's data folder unless `env` says otherwise.
+    """
     if service not in APPS:
         raise LabError(f"unknown service {service!r}: choose one of {', '.join(APPS)}")
     if port is not None and port_in_use(port):
@@ -65,7 +80,12 @@ def start_service(
     prefix = service.upper()
     log_file = log_dir / f"{label}.jsonl"
     output = log_dir / f"{label}.out"
-    env = {**env, f"{prefix}_LOG_FILE": str(log_file), f"{prefix}_SERVICE_NAME": service}
+    env = {
+        f"{prefix}_SECRETS_DIR": str(paths.DATA),
+        **env,
+        f"{prefix}_LOG_FILE": str(log_file),
+        f"{prefix}_SERVICE_NAME": service,
+    }
     argv = [
         sys.executable,
         "-m",
@@ -84,7 +104,23 @@ def start_service(
         "--timeout-graceful-shutdown",
         "3",
     ]
+    ca_file: Path | None = None
+    if tls:
+        from perflab.tls import ensure_certificate
+
+        cert = ensure_certificate()
+        argv += ["--ssl-keyfile", str(cert.key_file), "--ssl-certfile", str(cert.cert_file)]
+        ca_file = cert.cert_file
     proc = spawn(label, argv, env=env, output=output, cwd=paths.ROOT)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(http_ok(url + "/healthz"), proc, timeout, "answering /healthz")
-    return ServiceHandle(label, url, port, env, log_file, output, proc)
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    wait_until(_healthy(url + "/healthz", ca_file), proc, timeout, "answering /healthz")
+    return ServiceHandle(label, url, port, env, log_file, output, proc, ca_file)
+
+
+def _healthy(url: str, ca_file: Path | None) -> Callable[[], bool]:
+    verify: str | bool = str(ca_file) if ca_file else True
+
+    def check() -> bool:
+        return httpx.get(url, timeout=1.0, verify=verify).status_code == 200
+
+    return check
