@@ -40,7 +40,11 @@ def password(user: str, svc: Any = None) -> str:
 def verify_for(svc: Any) -> Any:
     """What httpx should verify the service's certificate with (its CA file, or the default)."""
     ca = getattr(svc, "ca_file", None)
-    return str(ca) if ca else True
+    if not ca:
+        return True
+    from perflab.tls import client_context
+
+    return client_context(ca)
 
 
 def token(svc: Any, user: str = "editor") -> str:

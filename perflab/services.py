@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,9 +34,11 @@ class ServiceHandle:
     ca_file: Path | None = None  # with TLS: the certificate to verify the service with
 
     @property
-    def verify(self) -> str | bool:
+    def verify(self) -> ssl.SSLContext | bool:
         """What to pass as httpx's `verify=` to talk to this service."""
-        return str(self.ca_file) if self.ca_file else True
+        from perflab.tls import client_context
+
+        return client_context(self.ca_file) if self.ca_file else True
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -118,7 +121,9 @@ def start_service(
 
 
 def _healthy(url: str, ca_file: Path | None) -> Callable[[], bool]:
-    verify: str | bool = str(ca_file) if ca_file else True
+    from perflab.tls import client_context
+
+    verify: ssl.SSLContext | bool = client_context(ca_file) if ca_file else True
 
     def check() -> bool:
         return httpx.get(url, timeout=1.0, verify=verify).status_code == 200

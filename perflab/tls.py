@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,3 +102,8 @@ def ensure_certificate(directory: Path | None = None, days: int = 365) -> Certif
     if not (cert_file.exists() and key_file.exists() and _still_valid(cert_file)):
         _generate(cert_file, key_file, days)
     return Certificate(cert_file, key_file)
+
+
+def client_context(ca_file: Path | str) -> ssl.SSLContext:
+    """An SSL context that trusts the lab's certificate (httpx `verify=`)."""
+    return ssl.create_default_context(cafile=str(ca_file))
