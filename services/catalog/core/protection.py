@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
 from services.catalog.api.security import principal_from_scope
 from services.catalog.core.faults import FaultMiddleware, Faults
@@ -34,8 +37,18 @@ def client_identifier(auth: Authenticator):
     return identify
 
 
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422, except that a body that is not UTF-8 is echoed with replacement characters
+    instead of failing to encode (which made the default handler answer a 500)."""
+    safe = jsonable_encoder(
+        exc.errors(), custom_encoder={bytes: lambda b: b.decode("utf-8", "replace")}
+    )
+    return JSONResponse({"detail": safe}, status_code=422)
+
+
 def install(app: FastAPI, settings: Any, *, logger: Any, metrics: Any, faults: Faults) -> None:
     """Add auth state and the protective middlewares (call before the observability one)."""
+    app.add_exception_handler(RequestValidationError, validation_error)
     auth = Authenticator.from_settings(settings)
     app.state.auth = auth
     app.state.faults = faults

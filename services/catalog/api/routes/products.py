@@ -58,7 +58,7 @@ def add_review(
     catalog: CatalogDep,
     response: Response,
     _: Editor,
-    idempotency_key: Annotated[str | None, Header(max_length=80)] = None,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=80)] = None,
 ) -> schemas.ReviewOut:
     if not 1 <= product_id <= 2**31 - 1:
         raise HTTPException(404, f"product {product_id} not found")
