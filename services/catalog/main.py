@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logger.info("startup", variant=settings.variant, indexes=indexes)
         yield
         cache.close()
+        faults.close()
         db.dispose()
 
     app = FastAPI(

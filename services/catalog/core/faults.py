@@ -14,17 +14,21 @@ the metrics, and to test that retries, breakers and fail-open caches really work
 
 Faults never touch `/admin`, `/auth`, `/healthz` and `/metrics`, so the lab can always switch
 them off and keep watching. While a fault is on, each request's log line has a `fault` field
-and `fault_active{fault=...}` is 1. State is per process: with several uvicorn workers, set it
-through each (the lab's services run one worker unless asked).
+and `fault_active{fault=...}` is 1. With several uvicorn workers, the state is shared through a
+small file named after the service instance (see `Faults`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
 import random
+import tempfile
+import threading
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -64,16 +68,51 @@ class FaultSpec(BaseModel):
         return [name for name in FAULT_NAMES if on[name]]
 
 
-@dataclass
-class Faults:
-    """The process's current faults, and the gauge that shows them."""
+def instance_id() -> int:
+    """The pid that names this service instance in every one of its worker processes.
 
-    spec: FaultSpec
-    gauge: Any = None
-    logger: Any = None
+    uvicorn with `--workers N` starts workers with multiprocessing (their parent is the
+    master); with one worker the server runs in the process itself.
+    """
+    parent = multiprocessing.parent_process()
+    return parent.pid if parent is not None and parent.pid else os.getpid()
+
+
+def default_state_file() -> Path:
+    folder = Path(tempfile.gettempdir()) / f"perflab-faults-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder / f"catalog-{instance_id()}.json"
+
+
+class Faults:
+    """The current faults, shared by all workers of one service through a small state file.
+
+    A `PUT /admin/faults` reaches one worker: it writes the spec to the file (atomic rename);
+    every worker looks at the file's mtime at most every `poll_seconds` and reloads it, so a
+    fault reaches all workers within a fraction of a second, at the cost of one `stat` per
+    quarter second per worker.
+    """
+
+    def __init__(
+        self,
+        gauge: Any = None,
+        logger: Any = None,
+        state_file: Path | None = None,
+        poll_seconds: float = 0.25,
+    ) -> None:
+        self._spec = FaultSpec()
+        self.gauge = gauge
+        self.logger = logger
+        self.state_file = state_file
+        self.poll_seconds = poll_seconds
+        self._next_poll = 0.0
+        self._mtime: int | None = None
+        self._lock = threading.Lock()
 
     @classmethod
-    def create(cls, registry: Any = None, logger: Any = None) -> Faults:
+    def create(
+        cls, registry: Any = None, logger: Any = None, state_file: Path | None = None
+    ) -> Faults:
         gauge = None
         if registry is not None:
             from prometheus_client import Gauge
@@ -83,19 +122,58 @@ class Faults:
             )
             for name in FAULT_NAMES:
                 gauge.labels(name).set(0)
-        return cls(FaultSpec(), gauge, logger)
+        faults = cls(gauge, logger, state_file or default_state_file())
+        if multiprocessing.parent_process() is None and faults.state_file is not None:
+            faults.state_file.unlink(missing_ok=True)  # a stale file of a reused pid
+        return faults
 
-    def set(self, spec: FaultSpec) -> None:
-        self.spec = spec
+    @property
+    def spec(self) -> FaultSpec:
+        now = time.monotonic()
+        if self.state_file is not None and now >= self._next_poll:
+            self._next_poll = now + self.poll_seconds
+            self._reload()
+        return self._spec
+
+    def _reload(self) -> None:
+        try:
+            mtime = self.state_file.stat().st_mtime_ns
+        except FileNotFoundError:
+            mtime = None
+        if mtime == self._mtime:
+            return
+        with self._lock:
+            self._mtime = mtime
+            try:
+                spec = FaultSpec.model_validate_json(self.state_file.read_bytes())
+            except (OSError, ValueError):
+                spec = FaultSpec()
+            self._apply(spec, log=False)
+
+    def _apply(self, spec: FaultSpec, log: bool) -> None:
+        self._spec = spec
         on = spec.active()
         if self.gauge is not None:
             for name in FAULT_NAMES:
                 self.gauge.labels(name).set(1 if name in on else 0)
-        if self.logger is not None:
+        if log and self.logger is not None:
             self.logger.warning("faults_set", faults=on, spec=spec.model_dump())
+
+    def set(self, spec: FaultSpec) -> None:
+        with self._lock:
+            if self.state_file is not None:
+                tmp = self.state_file.with_name(f".{self.state_file.name}.{os.getpid()}.tmp")
+                tmp.write_text(spec.model_dump_json())
+                os.replace(tmp, self.state_file)
+                self._mtime = self.state_file.stat().st_mtime_ns
+            self._apply(spec, log=True)
 
     def clear(self) -> None:
         self.set(FaultSpec())
+
+    def close(self) -> None:
+        if self.state_file is not None and multiprocessing.parent_process() is None:
+            self.state_file.unlink(missing_ok=True)
 
     # --- the hooks ---------------------------------------------------------------------------
     def instrument_engine(self, engine: Engine) -> None:

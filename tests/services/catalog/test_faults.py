@@ -137,6 +137,29 @@ def test_cpu_burn_fault_costs_cpu(faulty):
     assert cpu_seconds() - before >= 0.5  # 4 x 150 ms of busy CPU in the service
 
 
+def test_faults_reach_every_worker(start_catalog, login):
+    """One PUT lands in one worker; the state file carries it to the other within ~0.25 s."""
+    svc = start_catalog("t-faults-workers", workers=2)
+    admin = login(svc, "admin")
+    faults.set(svc, latency_ms=300)
+    try:
+        time.sleep(0.6)
+        seen: dict[int, list[str]] = {}
+        for _ in range(60):  # a new connection each time, so both workers answer some
+            state = httpx.get(f"{svc.url}/admin/faults", headers=admin).json()
+            seen[state["worker_pid"]] = state["active"]
+            if len(seen) == 2:
+                break
+        assert len(seen) == 2, "both workers should have answered"
+        assert all(active == ["latency"] for active in seen.values()), seen
+        times = [_timed_get(svc, "/products/1")[1] for _ in range(6)]
+        assert min(times) >= 0.3, times
+    finally:
+        faults.clear(svc)
+    time.sleep(0.6)
+    assert _timed_get(svc, "/products/1")[1] < 0.3
+
+
 def test_fault_spec_is_validated(faulty, login):
     admin = login(faulty, "admin")
     for bad in ({"error_rate": 2}, {"latency_ms": -1}, {"error_status": 418}, {"nope": 1}):

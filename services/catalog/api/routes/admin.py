@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Request
 
 from services.catalog.api.security import Admin
@@ -12,7 +14,9 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 
 def _state(request: Request) -> dict:
     faults = request.app.state.faults
-    return {"faults": faults.spec.model_dump(), "active": faults.spec.active()}
+    spec = faults.spec
+    # worker_pid: which uvicorn worker answered (faults are shared by all of them)
+    return {"faults": spec.model_dump(), "active": spec.active(), "worker_pid": os.getpid()}
 
 
 @router.get("/faults")
