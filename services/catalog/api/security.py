@@ -75,7 +75,11 @@ def require(role: str, *, switchable: bool = False):
                 f"authentication required: send a bearer token with the {role} role", None
             )
         if not role_at_least(who.role, role):
-            raise HTTPException(403, f"forbidden: this needs the {role} role, you are {who.role}")
+            raise HTTPException(
+                403,
+                f"forbidden: this needs the {role} role, you are {who.role}",
+                headers={"WWW-Authenticate": 'Bearer realm="catalog", error="insufficient_scope"'},
+            )
         return who
 
     return check

@@ -172,7 +172,16 @@ def test_redis_stopped_during_load_reads_keep_answering(start_catalog, tmp_path)
     """~12 s of load; Redis dies at 3 s and comes back at 7 s: zero failed requests."""
     redis = EmbeddedRedis(log_dir=tmp_path).start()
     try:
-        svc = start_catalog("t-redis-chaos", cache="redis", redis_url=redis.url)
+        # The rate limiter keeps its buckets in the same Redis (limits too high to matter):
+        # it must fall back to in-process buckets, not fail requests, while Redis is gone.
+        svc = start_catalog(
+            "t-redis-chaos",
+            cache="redis",
+            redis_url=redis.url,
+            rate_limit_enabled=True,
+            rate_limit_per_second=1_000_000,
+            rate_limit_burst=1_000_000,
+        )
         port = redis.port
         t0 = time.monotonic()
         events: dict[str, float] = {}
@@ -209,6 +218,9 @@ def test_redis_stopped_during_load_reads_keep_answering(start_catalog, tmp_path)
     assert (after["x_cache"] == "hit").any(), "the cache came back by itself"
     metrics = httpx.get(f"{svc.url}/metrics").text
     assert 'cache_requests_total{cache="redis",result="error"}' in metrics
+    assert "rate_limited_total 0.0" in metrics
+    events_logged = {json.loads(x)["event"] for x in svc.log_file.read_text().splitlines()}
+    assert {"cache_error", "ratelimit_error"} <= events_logged
 
 
 async def _post_with_retries(url: str, headers: dict, tag: str, n: int) -> list[int]:

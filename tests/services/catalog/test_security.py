@@ -181,6 +181,7 @@ def test_roles(secure, login):
     assert anon.status_code == 401 and anon.headers["www-authenticate"].startswith("Bearer")
     r = httpx.post(f"{secure.url}/products/3/reviews", json=REVIEW, headers=viewer)
     assert r.status_code == 403 and "editor" in r.json()["detail"]
+    assert 'error="insufficient_scope"' in r.headers["www-authenticate"]
     for headers in (editor, admin):
         r = httpx.post(f"{secure.url}/products/3/reviews", json=REVIEW, headers=headers)
         assert r.status_code == 201
