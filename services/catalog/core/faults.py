@@ -68,29 +68,40 @@ class FaultSpec(BaseModel):
         return [name for name in FAULT_NAMES if on[name]]
 
 
-def instance_id() -> int:
-    """The pid that names this service instance in every one of its worker processes.
+def instance_id() -> str | None:
+    """What names this service instance in all its uvicorn workers; None with a single process.
 
-    uvicorn with `--workers N` starts workers with multiprocessing (their parent is the
-    master); with one worker the server runs in the process itself.
+    `uvicorn --workers N` starts the workers with multiprocessing, so their parent is the
+    master. Its start time (Linux) is part of the name, so a reused pid never inherits the
+    faults of an earlier run.
     """
     parent = multiprocessing.parent_process()
-    return parent.pid if parent is not None and parent.pid else os.getpid()
+    if parent is None or not parent.pid:
+        return None
+    try:
+        started = Path(f"/proc/{parent.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        started = "0"
+    return f"{parent.pid}-{started}"
 
 
-def default_state_file() -> Path:
+def default_state_file() -> Path | None:
+    """A file shared by the workers of this instance; None when there is only one process."""
+    instance = instance_id()
+    if instance is None:
+        return None
     folder = Path(tempfile.gettempdir()) / f"perflab-faults-{os.getuid()}"
     folder.mkdir(mode=0o700, exist_ok=True)
-    return folder / f"catalog-{instance_id()}.json"
+    return folder / f"catalog-{instance}.json"
 
 
 class Faults:
     """The current faults, shared by all workers of one service through a small state file.
 
-    A `PUT /admin/faults` reaches one worker: it writes the spec to the file (atomic rename);
-    every worker looks at the file's mtime at most every `poll_seconds` and reloads it, so a
-    fault reaches all workers within a fraction of a second, at the cost of one `stat` per
-    quarter second per worker.
+    With one process the state is just memory. With several workers, a `PUT` reaches one: it
+    writes the spec to the file (atomic rename); every worker looks at the file's mtime at most
+    every `poll_seconds` and reloads it, so a fault reaches all workers within a fraction of a
+    second, at the cost of one `stat` per quarter second per worker.
     """
 
     def __init__(
@@ -122,10 +133,7 @@ class Faults:
             )
             for name in FAULT_NAMES:
                 gauge.labels(name).set(0)
-        faults = cls(gauge, logger, state_file or default_state_file())
-        if multiprocessing.parent_process() is None and faults.state_file is not None:
-            faults.state_file.unlink(missing_ok=True)  # a stale file of a reused pid
-        return faults
+        return cls(gauge, logger, state_file or default_state_file())
 
     @property
     def spec(self) -> FaultSpec:
@@ -172,7 +180,8 @@ class Faults:
         self.set(FaultSpec())
 
     def close(self) -> None:
-        if self.state_file is not None and multiprocessing.parent_process() is None:
+        """At shutdown (all workers stop together), remove the shared file."""
+        if self.state_file is not None:
             self.state_file.unlink(missing_ok=True)
 
     # --- the hooks ---------------------------------------------------------------------------
