@@ -80,10 +80,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings: dict[str, object] = {}
     if args.service == "catalog":
         settings = {"queries": args.queries, "cache": args.cache, "auth_enabled": args.auth}
-        if args.rate_limit is not None:
-            settings["rate_limit_enabled"] = args.rate_limit > 0
-            if args.rate_limit > 0:
-                settings["rate_limit_per_second"] = args.rate_limit
+        # `serve` is the service as deployed: rate limit on unless --rate-limit 0.
+        settings["rate_limit_enabled"] = args.rate_limit is None or args.rate_limit > 0
+        if args.rate_limit:
+            settings["rate_limit_per_second"] = args.rate_limit
         if args.rate_burst is not None:
             settings["rate_limit_burst"] = args.rate_burst
     with Lab(size=args.size) as lab:

@@ -71,6 +71,10 @@ class Lab:
 
     # --- services -------------------------------------------------------------------------
     def catalog_env(self, **settings: object) -> dict[str, str]:
+        # The lab measures speed: the catalog's per-client rate limit (on by default in the
+        # service) is off for lab-started services unless a caller turns it on, so load from
+        # one IP is never measured as 429s. The value is in the env the manifest records.
+        settings.setdefault("rate_limit_enabled", False)
         env = {"CATALOG_DATABASE_URL": self.database_url}
         for key, value in settings.items():
             env[f"CATALOG_{key.upper()}"] = (

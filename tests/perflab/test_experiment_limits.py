@@ -18,3 +18,9 @@ def test_the_setting_reaches_the_service_environment():
     variant = experiments.get("queries").variants[0]
     env = lab.catalog_env(**variant.settings)
     assert env["CATALOG_RATE_LIMIT_ENABLED"] == "false"
+
+
+def test_lab_services_are_unlimited_unless_asked():
+    lab = Lab(database_url="sqlite:///unused.sqlite3", redis_url="redis://127.0.0.1:1/0")
+    assert lab.catalog_env()["CATALOG_RATE_LIMIT_ENABLED"] == "false"
+    assert lab.catalog_env(rate_limit_enabled=True)["CATALOG_RATE_LIMIT_ENABLED"] == "true"
