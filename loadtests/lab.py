@@ -129,6 +129,11 @@ class LabUser(FastHttpUser):
         wait_time = (
             between(*CONFIG.get("think_time", [0, 0])) if CONFIG.get("think_time") else constant(0)
         )
+    if CONFIG.get("ca_file"):  # https with the lab's certificate: verify it
+        insecure = False
+        ssl_context_factory = staticmethod(
+            lambda *_a, **_k: gevent.ssl.create_default_context(cafile=CONFIG["ca_file"])
+        )
     network_timeout = float(CONFIG.get("timeout", 30))
     connection_timeout = float(CONFIG.get("timeout", 30))
     max_retries = 0

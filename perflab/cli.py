@@ -95,18 +95,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.port is not None and port_in_use(args.port):
         raise LabError(f"port {args.port} is taken: stop what uses it, or leave --port out")
-    # --queries/--cache set the catalog variant; `serve gateway` starts one behind the gateway.
-    settings = {"queries": args.queries, "cache": args.cache}
+    # --queries/--cache/--auth/--rate-limit set the catalog variant; `serve gateway` starts one
+    # behind the gateway with them.
+    settings: dict[str, object] = {
+        "queries": args.queries,
+        "cache": args.cache,
+        "auth_enabled": args.auth,
+    }
+    # `serve` is the service as deployed: rate limit on unless --rate-limit 0.
+    settings["rate_limit_enabled"] = args.rate_limit is None or args.rate_limit > 0
+    if args.rate_limit:
+        settings["rate_limit_per_second"] = args.rate_limit
+    if args.rate_burst is not None:
+        settings["rate_limit_burst"] = args.rate_burst
     with Lab(size=args.size) as lab:
-        svc = lab.service(args.service, port=args.port, workers=args.workers, **settings)
+        svc = lab.service(
+            args.service, port=args.port, workers=args.workers, tls=args.tls, **settings
+        )
         for upstream in svc.upstreams:
             print(f"catalog ({_describe(settings)}) at {upstream.url}  logs: {upstream.log_file}")
         what = "" if svc.upstreams else f" ({_describe(settings)})"
         print(f"{args.service}{what} at {svc.url}  docs: {svc.url}/docs  logs: {svc.log_file}")
+        if svc.ca_file is not None:
+            print(f"TLS certificate (self-signed; use it as the CA): {svc.ca_file}")
+        catalog = svc if args.service == "catalog" else (svc.upstreams or [None])[0]
+        if catalog is not None:
+            from perflab.auth import secrets_dir
+
+            print(
+                f"demo users (viewer, editor, admin): {secrets_dir(catalog) / '.demo-users.json'}"
+            )
         if lab.embedded_redis is not None:
             print(f"embedded redis-server ({lab.embedded_redis.source}) at {lab.redis_url}")
-        print("Ctrl-C to stop.", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        print("Ctrl-C to stop.", flush=True)
         try:
             while svc.running:
                 time.sleep(0.5)
@@ -308,6 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--queries", default="optimized", choices=["naive", "optimized"])
     s.add_argument("--cache", default="none", choices=["none", "memory", "redis"])
     s.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    s.add_argument("--tls", action="store_true", help="serve HTTPS (self-signed, data/tls/)")
+    s.add_argument(
+        "--auth",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="review writes need an editor token (default on; --no-auth for experiments)",
+    )
+    s.add_argument("--rate-limit", type=float, help="requests/s per client; 0 turns it off")
+    s.add_argument("--rate-burst", type=int, help="token bucket size per client")
     s.add_argument("--size", default="medium", choices=sizes)
     s.set_defaults(fn=cmd_serve)
 

@@ -75,6 +75,10 @@ class Lab:
 
     # --- services -------------------------------------------------------------------------
     def catalog_env(self, **settings: object) -> dict[str, str]:
+        # The lab measures speed: the catalog's per-client rate limit (on by default in the
+        # service) is off for lab-started services unless a caller turns it on, so load from
+        # one IP is never measured as 429s. The value is in the env the manifest records.
+        settings.setdefault("rate_limit_enabled", False)
         env = {"CATALOG_DATABASE_URL": self.database_url}
         for key, value in settings.items():
             env[f"CATALOG_{key.upper()}"] = _env_value(value)
@@ -91,6 +95,7 @@ class Lab:
         workers: int = 1,
         env: dict[str, str] | None = None,
         log_dir: Path | None = None,
+        tls: bool = False,
         **settings: object,
     ) -> ServiceHandle:
         """Start a service variant: `lab.service("catalog", queries="naive", cache="redis")`.
@@ -125,7 +130,13 @@ class Lab:
             full_env.update(env or {})
         try:
             handle = start_service(
-                name, full_env, log_dir or self.log_dir, label=label, port=port, workers=workers
+                name,
+                full_env,
+                log_dir or self.log_dir,
+                label=label,
+                port=port,
+                workers=workers,
+                tls=tls,
             )
         except BaseException:
             for upstream in upstreams:

@@ -213,8 +213,13 @@ def run_load(
     allow_remote: bool = False,
     progress: bool = True,
     on_tick: Callable[[], None] | None = None,
+    ca_file: Path | None = None,
 ) -> LoadResult:
-    """Run one Locust load against `host`; returns every recorded request."""
+    """Run one Locust load against `host`; returns every recorded request.
+
+    An https `host` works as is (Locust does not verify certificates by default); give the
+    service's `ca_file` to have every connection verified against it.
+    """
     profile.validate()
     check_target(host, allow_remote)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -231,6 +236,7 @@ def run_load(
         "workers": profile.workers,
         "samples": str(samples_path),
         "mix": [{k: v for k, v in asdict(e).items() if v is not None} for e in mix],
+        **({"ca_file": str(ca_file)} if ca_file else {}),
         **(extra_config or {}),
     }
     env = {"PERFLAB_LOAD": json.dumps(config), "PYTHONUNBUFFERED": "1"}

@@ -160,6 +160,7 @@ def run_experiments(
                             raw_dir,
                             label=label,
                             progress=progress,
+                            ca_file=svc.ca_file,
                             extra_config={
                                 "products": int(dataset.get("products", 1000)),
                                 "categories": int(dataset.get("categories", 10)),

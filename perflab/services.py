@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import shutil
+import ssl
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from perflab import paths
 from perflab.errors import LabError
-from perflab.procs import ManagedProcess, free_port, http_ok, port_in_use, spawn, wait_until
+from perflab.procs import ManagedProcess, free_port, port_in_use, spawn, wait_until
 
 APPS = {
     "catalog": "services.catalog.main:create_app",
@@ -32,6 +36,14 @@ class ServiceHandle:
     metrics_dir: Path | None = field(repr=False, default=None)
     # Services this one depends on and that were started for it (the gateway's catalog).
     upstreams: list[ServiceHandle] = field(repr=False, default_factory=list)
+    ca_file: Path | None = None  # with TLS: the certificate to verify the service with
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What to pass as httpx's `verify=` to talk to this service."""
+        from perflab.tls import client_context
+
+        return client_context(self.ca_file) if self.ca_file else True
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -63,12 +75,17 @@ def start_service(
     port: int | None = None,
     workers: int = 1,
     timeout: float = 60.0,
+    tls: bool = False,
 ) -> ServiceHandle:
     """Start `service` with settings `env` (e.g. CATALOG_QUERIES=naive); wait for /healthz.
 
     With `workers` > 1 the service's Prometheus metrics go to a private folder
     (PROMETHEUS_MULTIPROC_DIR), so /metrics counts the requests of every worker; the folder is
     removed when the service stops.
+
+    `tls=True` serves HTTPS with the lab's self-signed certificate (perflab.tls); the handle's
+    `url` is then https and `ca_file` verifies it. Per-install secrets (JWT key, demo users)
+    live in the lab's data folder unless `env` says otherwise.
     """
     if service not in APPS:
         raise LabError(f"unknown service {service!r}: choose one of {', '.join(APPS)}")
@@ -80,7 +97,12 @@ def start_service(
     prefix = service.upper()
     log_file = log_dir / f"{label}.jsonl"
     output = log_dir / f"{label}.out"
-    env = {**env, f"{prefix}_LOG_FILE": str(log_file), f"{prefix}_SERVICE_NAME": service}
+    env = {
+        f"{prefix}_SECRETS_DIR": str(paths.DATA),
+        **env,
+        f"{prefix}_LOG_FILE": str(log_file),
+        f"{prefix}_SERVICE_NAME": service,
+    }
     metrics_dir: Path | None = None
     if workers > 1:
         metrics_dir = Path(tempfile.mkdtemp(prefix=f"perflab-metrics-{label}-"))
@@ -103,12 +125,32 @@ def start_service(
         "--timeout-graceful-shutdown",
         "3",
     ]
+    ca_file: Path | None = None
+    if tls:
+        from perflab.tls import ensure_certificate
+
+        cert = ensure_certificate()
+        argv += ["--ssl-keyfile", str(cert.key_file), "--ssl-certfile", str(cert.cert_file)]
+        ca_file = cert.cert_file
     proc = spawn(label, argv, env=env, output=output, cwd=paths.ROOT)
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     try:
-        wait_until(http_ok(url + "/healthz"), proc, timeout, "answering /healthz")
+        wait_until(_healthy(url + "/healthz", ca_file), proc, timeout, "answering /healthz")
     except LabError:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
         raise
-    return ServiceHandle(label, url, port, env, log_file, output, proc, metrics_dir)
+    return ServiceHandle(
+        label, url, port, env, log_file, output, proc, metrics_dir=metrics_dir, ca_file=ca_file
+    )
+
+
+def _healthy(url: str, ca_file: Path | None) -> Callable[[], bool]:
+    from perflab.tls import client_context
+
+    verify: ssl.SSLContext | bool = client_context(ca_file) if ca_file else True
+
+    def check() -> bool:
+        return httpx.get(url, timeout=1.0, verify=verify).status_code == 200
+
+    return check

@@ -51,16 +51,39 @@ def start_catalog(database_url: str, tmp_root: Path) -> Iterator[Callable[..., S
     """Start a catalog variant as a real uvicorn subprocess; all are stopped at session end."""
     started: list[ServiceHandle] = []
 
-    def start(label: str, workers: int = 1, **settings: object) -> ServiceHandle:
+    def start(label: str, workers: int = 1, tls: bool = False, **settings: object) -> ServiceHandle:
+        # Rate limiting off unless a test turns it on: all test services share one client IP
+        # (and, with REDIS_URL, one Redis), so limits would make unrelated tests flaky.
+        settings.setdefault("rate_limit_enabled", False)
         env = {"CATALOG_DATABASE_URL": database_url}
         env.update({f"CATALOG_{k.upper()}": str(v) for k, v in settings.items()})
-        handle = start_service("catalog", env, tmp_root / "logs", label=label, workers=workers)
+        handle = start_service(
+            "catalog", env, tmp_root / "logs", label=label, workers=workers, tls=tls
+        )
         started.append(handle)
         return handle
 
     yield start
     for h in started:
         h.stop()
+
+
+@pytest.fixture(scope="session")
+def login() -> Callable[..., dict[str, str]]:
+    """`login(svc, "editor")` -> Authorization headers; one real login per user per session.
+
+    Every test service shares the session's secrets folder, so one token works for all.
+    """
+    from perflab import auth
+
+    cache: dict[str, dict[str, str]] = {}
+
+    def headers(svc: ServiceHandle, user: str = "editor") -> dict[str, str]:
+        if user not in cache:
+            cache[user] = auth.headers(svc, user)
+        return cache[user]
+
+    return headers
 
 
 @pytest.fixture(scope="session")

@@ -9,14 +9,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from services.catalog.api.routes import categories, ops, products
+from services.catalog.api.routes import admin, auth, categories, ops, products
+from services.catalog.api.security import current_principal
+from services.catalog.core import protection
 from services.catalog.core.cache import make_cache
 from services.catalog.core.config import Settings, get_settings
 from services.catalog.core.db import Database, set_indexes
+from services.catalog.core.faults import Faults
 from services.catalog.models import Base
 from services.catalog.repository import repository_for
 from services.catalog.service import Catalog
@@ -43,6 +46,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_entries=settings.cache_max_entries,
         **({"logger": logger, "on_error": count_cache_error} if settings.cache == "redis" else {}),
     )
+    faults = Faults.create(metrics.registry if metrics is not None else None, logger)
+    faults.instrument_engine(db.engine)
+    cache = faults.wrap_cache(cache, on_error=count_cache_error)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logger.info("startup", variant=settings.variant, indexes=indexes)
         yield
         cache.close()
+        faults.close()
         db.dispose()
 
     app = FastAPI(
@@ -70,9 +77,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         logger.error("database_error", error=str(exc.orig).splitlines()[0])
         return JSONResponse({"detail": "database unavailable, try again"}, status_code=503)
 
-    app.include_router(products.router)
-    app.include_router(categories.router)
+    readers = [Depends(current_principal)]  # anonymous is fine; a bad token is a 401
+    app.include_router(products.router, dependencies=readers)
+    app.include_router(categories.router, dependencies=readers)
     app.include_router(ops.router)
+    app.include_router(auth.router)
+    app.include_router(admin.router)
+    protection.install(app, settings, logger=logger, metrics=metrics, faults=faults)
     app.add_middleware(
         ObservabilityMiddleware,
         logger=logger,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///data/catalog.sqlite3"
@@ -34,6 +34,24 @@ class Settings(BaseSettings):
     metrics_enabled: bool = True
     headers_enabled: bool = True
     service_name: str = "catalog"
+
+    # --- security (services/catalog/core/security.py, ratelimit.py, limits.py) ---------------
+    # Reviews need an `editor` token when on; off lets an experiment measure writes without
+    # auth. Reads are always anonymous-or-viewer; /admin/* always needs an `admin` token.
+    auth_enabled: bool = True
+    # HS256 key. Unset: a random key generated once per install in `<secrets_dir>/.jwt-secret`.
+    jwt_secret: SecretStr | None = None
+    jwt_issuer: str = "perflab-catalog"
+    jwt_audience: str = "perflab"
+    jwt_ttl_seconds: int = Field(900, ge=10, le=86_400)
+    # Where per-install secrets (JWT key, demo passwords) live; the lab points it at data/.
+    secrets_dir: str = "data"
+    # Token bucket per client (token subject, else IP), in Redis when `redis_url` is set.
+    rate_limit_enabled: bool = True
+    rate_limit_per_second: float = Field(50.0, gt=0)
+    rate_limit_burst: int = Field(100, ge=1)
+    # Request bodies above this many bytes get a 413 before the app reads them.
+    max_body_bytes: int = Field(64 * 1024, ge=1)
 
     @property
     def variant(self) -> str:

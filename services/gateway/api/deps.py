@@ -18,5 +18,10 @@ ClientDep = Annotated[CatalogClient, Depends(get_client)]
 
 async def proxy_get(client: CatalogClient, request: Request, path: str) -> Response:
     """GET `path` on the catalog with the caller's query string; answer with what it said."""
-    upstream = await client.request("GET", path, params=list(request.query_params.multi_items()))
+    upstream = await client.request(
+        "GET",
+        path,
+        params=list(request.query_params.multi_items()),
+        authorization=request.headers.get("authorization"),
+    )
     return Response(upstream.body, status_code=upstream.status, media_type=upstream.content_type)

@@ -114,6 +114,7 @@ class CatalogClient:
         content: bytes | None = None,
         content_type: str | None = None,
         idempotency_key: str | None = None,
+        authorization: str | None = None,
     ) -> UpstreamResponse:
         ctx = context.get()
         headers = {"accept": "application/json"}
@@ -121,6 +122,8 @@ class CatalogClient:
             headers["x-request-id"] = ctx.request_id  # one id in both services' logs
         if idempotency_key:
             headers["idempotency-key"] = idempotency_key
+        if authorization:
+            headers["authorization"] = authorization  # the catalog checks roles, not the gateway
         if content_type:
             headers["content-type"] = content_type
         safe_to_repeat = method in IDEMPOTENT_METHODS or bool(idempotency_key)

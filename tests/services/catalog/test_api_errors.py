@@ -42,24 +42,26 @@ def test_bad_reads(optimized, naive, path, status):
         "not an object",
     ],
 )
-def test_bad_review_bodies(optimized, body):
-    r = httpx.post(f"{optimized.url}/products/1/reviews", json=body)
+def test_bad_review_bodies(optimized, login, body):
+    r = httpx.post(f"{optimized.url}/products/1/reviews", json=body, headers=login(optimized))
     assert r.status_code == 422
     assert "detail" in r.json()
 
 
-def test_review_for_unknown_product_is_404(optimized):
+def test_review_for_unknown_product_is_404(optimized, login):
     r = httpx.post(
-        f"{optimized.url}/products/999999/reviews", json={"rating": 3, "text": "x", "author": "a"}
+        f"{optimized.url}/products/999999/reviews",
+        json={"rating": 3, "text": "x", "author": "a"},
+        headers=login(optimized),
     )
     assert r.status_code == 404
     assert "not found" in r.json()["detail"]
 
 
-def test_malformed_json_is_422(optimized):
+def test_malformed_json_is_422(optimized, login):
     r = httpx.post(
         f"{optimized.url}/products/1/reviews",
         content=b"{not json",
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", **login(optimized)},
     )
     assert r.status_code == 422

@@ -7,6 +7,7 @@ import time
 import httpx
 import pytest
 
+from perflab import auth
 from perflab.redis_server import EmbeddedRedis
 
 
@@ -14,6 +15,7 @@ def _review(url: str, product_id: int, text: str) -> httpx.Response:
     return httpx.post(
         f"{url}/products/{product_id}/reviews",
         json={"rating": 5, "text": text, "author": "tester"},
+        headers=auth.headers(url, "editor"),
     )
 
 

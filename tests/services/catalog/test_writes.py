@@ -7,9 +7,11 @@ import uuid
 
 import httpx
 
+from perflab import auth
+
 
 async def _post_many(url: str, n: int, product_id: int, key: bool = False) -> list[httpx.Response]:
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with httpx.AsyncClient(timeout=60, headers=auth.headers(url, "editor")) as client:
         tag = uuid.uuid4().hex[:8]
 
         async def one(i: int) -> httpx.Response:
@@ -37,7 +39,7 @@ def test_twenty_concurrent_review_posts_all_land(optimized):
 def test_idempotency_key_makes_retries_safe(optimized):
     before = _count(optimized.url, 12)
     body = {"rating": 4, "text": "once only", "author": "retry"}
-    headers = {"Idempotency-Key": uuid.uuid4().hex}
+    headers = {"Idempotency-Key": uuid.uuid4().hex, **auth.headers(optimized, "editor")}
     first = httpx.post(f"{optimized.url}/products/12/reviews", json=body, headers=headers)
     again = httpx.post(f"{optimized.url}/products/12/reviews", json=body, headers=headers)
     assert first.status_code == 201

@@ -50,7 +50,7 @@ def test_perflab_serve_gateway(database_url, tmp_root):
             if "Ctrl-C" in line:
                 break
         out = "".join(lines)
-        catalog_url = re.search(r"catalog \(queries=naive, cache=memory\) at (\S+)", out)
+        catalog_url = re.search(r"catalog \(queries=naive, cache=memory[^)]*\) at (\S+)", out)
         gateway_url = re.search(r"gateway at (\S+)", out)
         assert catalog_url and gateway_url, out
         variant = httpx.get(f"{catalog_url[1]}/variant").json()

@@ -55,18 +55,32 @@ def test_list_passes_the_query_string(gateway, catalog):
         ("POST", "/products/1/reviews", 422),
     ],
 )
-def test_catalog_errors_pass_through_with_their_message(gateway, catalog, method, path, status):
+def test_catalog_errors_pass_through_with_their_message(
+    gateway, catalog, login, method, path, status
+):
     body = {"rating": 3, "text": "x", "author": "a"} if path.endswith("999999/reviews") else {}
-    via = httpx.request(method, gateway.url + path, json=body if method == "POST" else None)
-    direct = httpx.request(method, catalog.url + path, json=body if method == "POST" else None)
+    kw = {"json": body, "headers": login(catalog)} if method == "POST" else {}
+    via = httpx.request(method, gateway.url + path, **kw)
+    direct = httpx.request(method, catalog.url + path, **kw)
     assert via.status_code == direct.status_code == status
     assert via.json() == direct.json()
     assert via.json()["detail"]
 
 
-def test_idempotency_key_is_forwarded(gateway, catalog):
+def test_authorization_is_forwarded_and_checked_by_the_catalog(gateway, catalog, login):
+    body = {"rating": 4, "text": "needs a token", "author": "gw"}
+    anonymous = httpx.post(f"{gateway.url}/products/13/reviews", json=body)
+    viewer = httpx.post(
+        f"{gateway.url}/products/13/reviews", json=body, headers=login(catalog, "viewer")
+    )
+    assert anonymous.status_code == 401, anonymous.text
+    assert viewer.status_code == 403, viewer.text
+    assert anonymous.json()["detail"] and viewer.json()["detail"]
+
+
+def test_idempotency_key_is_forwarded(gateway, catalog, login):
     body = {"rating": 4, "text": f"via gateway {uuid.uuid4().hex}", "author": "gw"}
-    headers = {"Idempotency-Key": uuid.uuid4().hex}
+    headers = {"Idempotency-Key": uuid.uuid4().hex, **login(catalog)}
     first = httpx.post(f"{gateway.url}/products/13/reviews", json=body, headers=headers)
     again = httpx.post(f"{gateway.url}/products/13/reviews", json=body, headers=headers)
     assert first.status_code == 201, first.text

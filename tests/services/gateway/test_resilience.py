@@ -165,10 +165,12 @@ def _post_while_writes_blocked(database_url, gw_url, body, headers, hold=1.2) ->
     return future.result()
 
 
-def test_keyed_post_is_retried_but_stored_once(impatient_gateway, catalog, database_url, log_lines):
+def test_keyed_post_is_retried_but_stored_once(
+    impatient_gateway, catalog, database_url, log_lines, login
+):
     rid = f"keyed-{uuid.uuid4().hex[:8]}"
     body = {"rating": 5, "text": f"retried once {rid}", "author": "retry"}
-    headers = {"X-Request-ID": rid, "Idempotency-Key": uuid.uuid4().hex}
+    headers = {"X-Request-ID": rid, "Idempotency-Key": uuid.uuid4().hex, **login(catalog)}
     r = _post_while_writes_blocked(database_url, impatient_gateway.url, body, headers)
     assert r.status_code in (200, 201), r.text
     (gw_line,) = log_lines(impatient_gateway.log_file, rid)
@@ -180,11 +182,12 @@ def test_keyed_post_is_retried_but_stored_once(impatient_gateway, catalog, datab
 
 
 def test_unkeyed_post_that_timed_out_is_not_retried(
-    impatient_gateway, catalog, database_url, log_lines
+    impatient_gateway, catalog, database_url, log_lines, login
 ):
     rid = f"unkeyed-{uuid.uuid4().hex[:8]}"
     body = {"rating": 2, "text": f"not retried {rid}", "author": "retry"}
-    r = _post_while_writes_blocked(database_url, impatient_gateway.url, body, {"X-Request-ID": rid})
+    headers = {"X-Request-ID": rid, **login(catalog)}
+    r = _post_while_writes_blocked(database_url, impatient_gateway.url, body, headers)
     assert r.status_code == 504
     assert "timeout" in r.json()["detail"]
     (gw_line,) = log_lines(impatient_gateway.log_file, rid)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Response
 
 from services.catalog import schemas
 from services.catalog.api.deps import CatalogDep, SessionDep
+from services.catalog.api.security import Editor
 from services.catalog.repository import NotFound
 
 router = APIRouter(prefix="/products", tags=["products"])
@@ -56,7 +57,8 @@ def add_review(
     review: schemas.ReviewIn,
     catalog: CatalogDep,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(max_length=80)] = None,
+    _: Editor,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=80)] = None,
 ) -> schemas.ReviewOut:
     if not 1 <= product_id <= 2**31 - 1:
         raise HTTPException(404, f"product {product_id} not found")

@@ -39,5 +39,6 @@ async def add_review(
         content=body,
         content_type=request.headers.get("content-type", "application/json"),
         idempotency_key=idempotency_key,
+        authorization=request.headers.get("authorization"),
     )
     return Response(upstream.body, status_code=upstream.status, media_type=upstream.content_type)

@@ -1,0 +1,298 @@
+"""Fault injection: make a running catalog slow, failing, cache-less or CPU-bound on demand.
+
+The lab turns faults on and off at run time (`PUT/GET/DELETE /admin/faults`, or
+`perflab.faults.set(svc, latency_ms=50)`) to show what each one does to latency, errors and
+the metrics, and to test that retries, breakers and fail-open caches really work.
+
+- `latency_ms` (+ `jitter_ms`, uniform): sleep before the request is handled.
+- `error_rate` / `error_status` / `error_phase`: answer that fraction of requests with a
+  deliberate 500 or 503. Phase `before` fails the request without running it; `after` runs it
+  (a write is committed) and then loses the answer, the case idempotency keys exist for.
+- `cache_outage`: the cache behaves as if Redis were down (bypass, counted as an error).
+- `db_sleep_ms`: each SQL statement is delayed (a slow or overloaded database).
+- `cpu_burn_ms`: busy CPU work per request, on the event loop like a CPU-heavy handler.
+
+Faults never touch `/admin`, `/auth`, `/healthz` and `/metrics`, so the lab can always switch
+them off and keep watching. While a fault is on, each request's log line has a `fault` field
+and `fault_active{fault=...}` is 1. With several uvicorn workers, the state is shared through a
+small file named after the service instance (see `Faults`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import random
+import tempfile
+import threading
+import time
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Engine, event
+
+from services.catalog.core.asgi import Receive, Scope, Send, send_json
+from services.common import context
+
+EXEMPT_PREFIXES = ("/admin", "/auth", "/healthz", "/metrics")
+FAULT_NAMES = ("latency", "errors", "cache_outage", "slow_db", "cpu_burn")
+# True while an exempt request (admin, health...) runs: its SQL is never slowed down.
+_exempt: ContextVar[bool] = ContextVar("perflab_fault_exempt", default=False)
+
+
+class FaultSpec(BaseModel):
+    """The faults to inject; everything left out is off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latency_ms: float = Field(0, ge=0, le=30_000, description="added before each request")
+    jitter_ms: float = Field(0, ge=0, le=30_000, description="plus uniform 0..jitter_ms")
+    error_rate: float = Field(0, ge=0, le=1, description="fraction answered with error_status")
+    error_status: Literal[500, 503] = 503
+    error_phase: Literal["before", "after"] = "before"
+    cache_outage: bool = False
+    db_sleep_ms: float = Field(0, ge=0, le=10_000, description="delay per SQL statement")
+    cpu_burn_ms: float = Field(0, ge=0, le=5_000, description="busy CPU time per request")
+
+    def active(self) -> list[str]:
+        on = {
+            "latency": self.latency_ms > 0 or self.jitter_ms > 0,
+            "errors": self.error_rate > 0,
+            "cache_outage": self.cache_outage,
+            "slow_db": self.db_sleep_ms > 0,
+            "cpu_burn": self.cpu_burn_ms > 0,
+        }
+        return [name for name in FAULT_NAMES if on[name]]
+
+
+def instance_id() -> str | None:
+    """What names this service instance in all its uvicorn workers; None with a single process.
+
+    `uvicorn --workers N` starts the workers with multiprocessing, so their parent is the
+    master. Its start time (Linux) is part of the name, so a reused pid never inherits the
+    faults of an earlier run.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None or not parent.pid:
+        return None
+    try:
+        started = Path(f"/proc/{parent.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        started = "0"
+    return f"{parent.pid}-{started}"
+
+
+def default_state_file() -> Path | None:
+    """A file shared by the workers of this instance; None when there is only one process."""
+    instance = instance_id()
+    if instance is None:
+        return None
+    folder = Path(tempfile.gettempdir()) / f"perflab-faults-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder / f"catalog-{instance}.json"
+
+
+class Faults:
+    """The current faults, shared by all workers of one service through a small state file.
+
+    With one process the state is just memory. With several workers, a `PUT` reaches one: it
+    writes the spec to the file (atomic rename); every worker looks at the file's mtime at most
+    every `poll_seconds` and reloads it, so a fault reaches all workers within a fraction of a
+    second, at the cost of one `stat` per quarter second per worker.
+    """
+
+    def __init__(
+        self,
+        gauge: Any = None,
+        logger: Any = None,
+        state_file: Path | None = None,
+        poll_seconds: float = 0.25,
+    ) -> None:
+        self._spec = FaultSpec()
+        self.gauge = gauge
+        self.logger = logger
+        self.state_file = state_file
+        self.poll_seconds = poll_seconds
+        self._next_poll = 0.0
+        self._mtime: int | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def create(
+        cls, registry: Any = None, logger: Any = None, state_file: Path | None = None
+    ) -> Faults:
+        gauge = None
+        if registry is not None:
+            from prometheus_client import Gauge
+
+            gauge = Gauge(
+                "fault_active", "1 while this injected fault is on.", ("fault",), registry=registry
+            )
+            for name in FAULT_NAMES:
+                gauge.labels(name).set(0)
+        return cls(gauge, logger, state_file or default_state_file())
+
+    @property
+    def spec(self) -> FaultSpec:
+        now = time.monotonic()
+        if self.state_file is not None and now >= self._next_poll:
+            self._next_poll = now + self.poll_seconds
+            self._reload()
+        return self._spec
+
+    def _reload(self) -> None:
+        try:
+            mtime = self.state_file.stat().st_mtime_ns
+        except FileNotFoundError:
+            mtime = None
+        if mtime == self._mtime:
+            return
+        with self._lock:
+            self._mtime = mtime
+            try:
+                spec = FaultSpec.model_validate_json(self.state_file.read_bytes())
+            except (OSError, ValueError):
+                spec = FaultSpec()
+            self._apply(spec, log=False)
+
+    def _apply(self, spec: FaultSpec, log: bool) -> None:
+        self._spec = spec
+        on = spec.active()
+        if self.gauge is not None:
+            for name in FAULT_NAMES:
+                self.gauge.labels(name).set(1 if name in on else 0)
+        if log and self.logger is not None:
+            self.logger.warning("faults_set", faults=on, spec=spec.model_dump())
+
+    def set(self, spec: FaultSpec) -> None:
+        with self._lock:
+            if self.state_file is not None:
+                tmp = self.state_file.with_name(f".{self.state_file.name}.{os.getpid()}.tmp")
+                tmp.write_text(spec.model_dump_json())
+                os.replace(tmp, self.state_file)
+                self._mtime = self.state_file.stat().st_mtime_ns
+            self._apply(spec, log=True)
+
+    def clear(self) -> None:
+        self.set(FaultSpec())
+
+    def close(self) -> None:
+        """At shutdown (all workers stop together), remove the shared file."""
+        if self.state_file is not None:
+            self.state_file.unlink(missing_ok=True)
+
+    # --- the hooks ---------------------------------------------------------------------------
+    def instrument_engine(self, engine: Engine) -> None:
+        """Delay every SQL statement while `db_sleep_ms` is on (runs in the request's thread)."""
+
+        def slow(*_args: Any) -> None:
+            ms = self.spec.db_sleep_ms
+            if ms > 0 and _in_scope():
+                time.sleep(ms / 1000)
+
+        event.listen(engine, "before_cursor_execute", slow)
+
+    def wrap_cache(self, cache: Any, on_error: Any = None) -> Any:
+        """`on_error` counts an injected outage the way a real Redis failure is counted."""
+        return _FaultyCache(cache, self, on_error)
+
+
+def _in_scope() -> bool:
+    return context.get() is not None and not _exempt.get()
+
+
+class _FaultyCache:
+    """The real cache, or, during a `cache_outage`, what the RedisCache does when Redis is down:
+    answer from the database, mark the request `bypass`, count an error."""
+
+    def __init__(self, inner: Any, faults: Faults, on_error: Any = None) -> None:
+        self._inner = inner
+        self._faults = faults
+        self.kind = inner.kind
+        self.on_error = on_error
+
+    def get_or_load(self, key: str, field: str, loader: Any) -> bytes:
+        if not self._faults.spec.cache_outage:
+            return self._inner.get_or_load(key, field, loader)
+        ctx = context.get()
+        if ctx is not None:
+            ctx.cache = "bypass"
+            ctx.extra["cache_error"] = "InjectedOutage"
+        if self.on_error is not None:
+            self.on_error()
+        return loader()
+
+    def invalidate(self, *keys: str) -> None:
+        if not self._faults.spec.cache_outage:
+            self._inner.invalidate(*keys)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class FaultMiddleware:
+    """Applies latency, errors and CPU burn; tags the request's log line with the faults on."""
+
+    def __init__(self, app: Any, *, faults: Faults) -> None:
+        self.app = app
+        self.faults = faults
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        spec = self.faults.spec
+        on = spec.active()
+        ctx = context.get()
+        if not on:
+            await self.app(scope, receive, send)
+            return
+        if scope.get("path", "").startswith(EXEMPT_PREFIXES):
+            token = _exempt.set(True)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                _exempt.reset(token)
+            return
+        if ctx is not None:
+            ctx.extra["fault"] = ",".join(on)
+        if spec.latency_ms or spec.jitter_ms:
+            await asyncio.sleep((spec.latency_ms + random.uniform(0, spec.jitter_ms)) / 1000)
+        if spec.cpu_burn_ms:
+            _burn(spec.cpu_burn_ms / 1000)
+        fail = spec.error_rate > 0 and random.random() < spec.error_rate
+        if fail and spec.error_phase == "before":
+            await self._injected_error(send, spec, ctx)
+            return
+        if not fail:
+            await self.app(scope, receive, send)
+            return
+
+        async def swallow(message: Any) -> None:  # the answer is "lost on the way back"
+            return None
+
+        await self.app(scope, receive, swallow)
+        await self._injected_error(send, spec, ctx)
+
+    async def _injected_error(self, send: Send, spec: FaultSpec, ctx: Any) -> None:
+        if ctx is not None:
+            ctx.extra["injected"] = True
+        await send_json(
+            send,
+            spec.error_status,
+            {"detail": f"injected fault: deliberate {spec.error_status}", "injected": True},
+        )
+
+
+def _burn(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    x = 0
+    while time.thread_time() < end:
+        for i in range(1000):
+            x ^= i * i

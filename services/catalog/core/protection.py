@@ -1,0 +1,79 @@
+"""Wire the catalog's defences and fault injection into an app, from `Settings`.
+
+Middleware order, outermost first: observability (so every refusal is logged and counted) ->
+body size limit -> rate limit -> fault injection -> the app. A refused request therefore costs
+no database work, and injected faults never hide the limits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from services.catalog.api.security import principal_from_scope
+from services.catalog.core.faults import FaultMiddleware, Faults
+from services.catalog.core.limits import BodySizeLimitMiddleware
+from services.catalog.core.ratelimit import RateLimiter, RateLimitMiddleware
+from services.catalog.core.security import Authenticator, InvalidToken
+
+
+def client_identifier(auth: Authenticator):
+    """`user:<sub>` for a valid token (so users behind one NAT don't share), else `ip:<peer>`."""
+
+    def identify(scope: dict) -> str:
+        try:
+            who = principal_from_scope(scope, auth)
+        except InvalidToken:
+            who = None
+        if who is not None and not who.anonymous:
+            return f"user:{who.subject}"
+        client = scope.get("client") or ("unknown", 0)
+        return f"ip:{client[0]}"
+
+    return identify
+
+
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422, except that a body that is not UTF-8 is echoed with replacement characters
+    instead of failing to encode (which made the default handler answer a 500)."""
+    safe = jsonable_encoder(
+        exc.errors(), custom_encoder={bytes: lambda b: b.decode("utf-8", "replace")}
+    )
+    return JSONResponse({"detail": safe}, status_code=422)
+
+
+def install(app: FastAPI, settings: Any, *, logger: Any, metrics: Any, faults: Faults) -> None:
+    """Add auth state and the protective middlewares (call before the observability one)."""
+    app.add_exception_handler(RequestValidationError, validation_error)
+    auth = Authenticator.from_settings(settings)
+    app.state.auth = auth
+    app.state.faults = faults
+    app.add_middleware(FaultMiddleware, faults=faults)
+    if settings.rate_limit_enabled:
+        counter = None
+        if metrics is not None:
+            from prometheus_client import Counter
+
+            counter = Counter(
+                "rate_limited",
+                "Requests refused with 429 by the rate limiter.",
+                registry=metrics.registry,
+            )
+        limiter = RateLimiter(
+            settings.rate_limit_per_second,
+            settings.rate_limit_burst,
+            redis_url=settings.redis_url,
+            logger=logger,
+        )
+        app.state.rate_limiter = limiter
+        app.add_middleware(
+            RateLimitMiddleware,
+            limiter=limiter,
+            identify=client_identifier(auth),
+            counter=counter,
+        )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -1,0 +1,26 @@
+"""The lab's experiments measure speed, not the rate limiter: every variant turns it off, and
+the setting is part of what the manifest records for the variant."""
+
+from __future__ import annotations
+
+from perflab import experiments
+from perflab.lab import Lab
+
+
+def test_every_experiment_variant_runs_without_rate_limit():
+    for exp in experiments.EXPERIMENTS.values():
+        for variant in exp.variants:
+            assert variant.settings.get("rate_limit_enabled") is False, (exp.name, variant.name)
+
+
+def test_the_setting_reaches_the_service_environment():
+    lab = Lab(database_url="sqlite:///unused.sqlite3", redis_url="redis://127.0.0.1:1/0")
+    variant = experiments.get("queries").variants[0]
+    env = lab.catalog_env(**variant.settings)
+    assert env["CATALOG_RATE_LIMIT_ENABLED"] == "false"
+
+
+def test_lab_services_are_unlimited_unless_asked():
+    lab = Lab(database_url="sqlite:///unused.sqlite3", redis_url="redis://127.0.0.1:1/0")
+    assert lab.catalog_env()["CATALOG_RATE_LIMIT_ENABLED"] == "false"
+    assert lab.catalog_env(rate_limit_enabled=True)["CATALOG_RATE_LIMIT_ENABLED"] == "true"

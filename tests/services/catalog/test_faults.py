@@ -1,0 +1,285 @@
+"""Fault injection and resilience: each fault does what it says, shows in metrics and logs, and
+the service survives Redis dying under load and retried writes without losing or doubling any.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from perflab import auth, faults
+from perflab.loadgen import Endpoint, LoadProfile, run_load
+from perflab.redis_server import EmbeddedRedis
+from services.catalog.core.db import make_engine
+from services.catalog.models import Review
+
+
+@pytest.fixture(scope="module")
+def faulty(start_catalog):
+    svc = start_catalog("t-faults", queries="optimized", cache="memory")
+    yield svc
+    faults.clear(svc)
+
+
+def _gauges(svc) -> dict[str, float]:
+    text = httpx.get(f"{svc.url}/metrics").text
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("fault_active{"):
+            name = line.split('fault="')[1].split('"')[0]
+            out[name] = float(line.split()[-1])
+    return out
+
+
+def _log_line(svc, request_id: str) -> dict:
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        for raw in svc.log_file.read_text().splitlines():
+            line = json.loads(raw)
+            if line.get("request_id") == request_id:
+                return line
+        time.sleep(0.05)
+    raise AssertionError(f"no log line for {request_id}")
+
+
+def _timed_get(svc, path: str) -> tuple[httpx.Response, float]:
+    t0 = time.perf_counter()
+    r = httpx.get(f"{svc.url}{path}", headers={"X-Request-ID": uuid.uuid4().hex}, timeout=30)
+    return r, time.perf_counter() - t0
+
+
+def test_latency_fault_is_visible_in_latency_metrics_and_logs(faulty):
+    assert faults.get(faulty)["active"] == []
+    assert set(_gauges(faulty).values()) == {0.0}
+    state = faults.set(faulty, latency_ms=300, jitter_ms=50)
+    assert state["active"] == ["latency"]
+    assert _gauges(faulty)["latency"] == 1.0
+    r, slow = _timed_get(faulty, "/products/1")
+    assert r.status_code == 200
+    assert slow >= 0.3
+    line = _log_line(faulty, r.headers["x-request-id"])
+    assert line["fault"] == "latency"
+    assert line["duration_ms"] >= 300
+    # admin and ops endpoints are never slowed, so the lab can always switch faults off
+    _, admin_time = _timed_get(faulty, "/healthz")
+    assert admin_time < 0.3
+    faults.clear(faulty)
+    assert _gauges(faulty)["latency"] == 0.0
+    r, fast = _timed_get(faulty, "/products/1")
+    assert "fault" not in _log_line(faulty, r.headers["x-request-id"])
+    assert fast < slow / 2
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_error_fault_answers_injected_json_errors(faulty, status):
+    with faults.injected(faulty, error_rate=1.0, error_status=status):
+        assert _gauges(faulty)["errors"] == 1.0
+        r, _ = _timed_get(faulty, "/products/2")
+        assert r.status_code == status
+        assert r.json() == {"detail": f"injected fault: deliberate {status}", "injected": True}
+        line = _log_line(faulty, r.headers["x-request-id"])
+        assert line["injected"] is True and line["fault"] == "errors"
+        assert httpx.get(f"{faulty.url}/healthz").status_code == 200
+    assert _timed_get(faulty, "/products/2")[0].status_code == 200
+
+
+def test_error_rate_is_a_fraction(faulty):
+    with faults.injected(faulty, error_rate=0.5):
+        codes = [httpx.get(f"{faulty.url}/products/3").status_code for _ in range(80)]
+    failed = codes.count(503)
+    assert set(codes) <= {200, 503}
+    assert 15 <= failed <= 65, failed  # binomial(80, 0.5): far outside 6 sigma otherwise
+
+
+def test_cache_outage_fault_bypasses_the_cache(faulty):
+    httpx.get(f"{faulty.url}/products/4")
+    assert httpx.get(f"{faulty.url}/products/4").headers["x-cache"] == "hit"
+    with faults.injected(faulty, cache_outage=True):
+        assert _gauges(faulty)["cache_outage"] == 1.0
+        r, _ = _timed_get(faulty, "/products/4")
+        assert r.status_code == 200
+        assert r.headers["x-cache"] == "bypass"
+        assert int(r.headers["x-db-queries"]) >= 1
+        line = _log_line(faulty, r.headers["x-request-id"])
+        assert line["fault"] == "cache_outage" and line["cache_error"] == "InjectedOutage"
+        metrics = httpx.get(f"{faulty.url}/metrics").text
+        assert 'cache_requests_total{cache="memory",result="error"}' in metrics
+    assert httpx.get(f"{faulty.url}/products/4").headers["x-cache"] == "hit"
+
+
+def test_slow_database_fault_delays_each_query(faulty):
+    with faults.injected(faulty, db_sleep_ms=100):
+        r, seconds = _timed_get(faulty, "/products?limit=5")
+    queries = int(r.headers["x-db-queries"])
+    assert queries >= 2
+    assert seconds >= 0.1 * queries
+    db_ms = float(r.headers["server-timing"].split("db;dur=")[1].split(",")[0])
+    assert db_ms >= 100 * queries * 0.9
+
+
+def test_cpu_burn_fault_costs_cpu(faulty):
+    def cpu_seconds() -> float:
+        text = httpx.get(f"{faulty.url}/metrics").text
+        line = next(x for x in text.splitlines() if x.startswith("process_cpu_seconds_total"))
+        return float(line.split()[-1])
+
+    before = cpu_seconds()
+    with faults.injected(faulty, cpu_burn_ms=150):
+        for _ in range(4):
+            r, seconds = _timed_get(faulty, "/products/5")
+            assert r.status_code == 200 and seconds >= 0.15
+    assert cpu_seconds() - before >= 0.5  # 4 x 150 ms of busy CPU in the service
+
+
+def test_faults_reach_every_worker(start_catalog, login):
+    """One PUT lands in one worker; the state file carries it to the other within ~0.25 s."""
+    svc = start_catalog("t-faults-workers", workers=2)
+    admin = login(svc, "admin")
+    faults.set(svc, latency_ms=300)
+    try:
+        time.sleep(0.6)
+        seen: dict[int, list[str]] = {}
+        for _ in range(60):  # a new connection each time, so both workers answer some
+            state = httpx.get(f"{svc.url}/admin/faults", headers=admin).json()
+            seen[state["worker_pid"]] = state["active"]
+            if len(seen) == 2:
+                break
+        assert len(seen) == 2, "both workers should have answered"
+        assert all(active == ["latency"] for active in seen.values()), seen
+        times = [_timed_get(svc, "/products/1")[1] for _ in range(6)]
+        assert min(times) >= 0.3, times
+    finally:
+        faults.clear(svc)
+    time.sleep(0.6)
+    assert _timed_get(svc, "/products/1")[1] < 0.3
+
+
+def test_fault_spec_is_validated(faulty, login):
+    admin = login(faulty, "admin")
+    for bad in ({"error_rate": 2}, {"latency_ms": -1}, {"error_status": 418}, {"nope": 1}):
+        r = httpx.put(f"{faulty.url}/admin/faults", json=bad, headers=admin)
+        assert r.status_code == 422, bad
+    assert faults.get(faulty)["active"] == []
+
+
+def test_redis_stopped_during_load_reads_keep_answering(start_catalog, tmp_path):
+    """~12 s of load; Redis dies at 3 s and comes back at 7 s: zero failed requests."""
+    redis = EmbeddedRedis(log_dir=tmp_path).start()
+    try:
+        # The rate limiter keeps its buckets in the same Redis (limits too high to matter):
+        # it must fall back to in-process buckets, not fail requests, while Redis is gone.
+        svc = start_catalog(
+            "t-redis-chaos",
+            cache="redis",
+            redis_url=redis.url,
+            rate_limit_enabled=True,
+            rate_limit_per_second=1_000_000,
+            rate_limit_burst=1_000_000,
+        )
+        port = redis.port
+        t0 = time.monotonic()
+        events: dict[str, float] = {}
+
+        def chaos() -> None:
+            elapsed = time.monotonic() - t0
+            if elapsed > 3 and "stopped" not in events:
+                redis.proc.stop(timeout=2)
+                events["stopped"] = time.time()
+            elif elapsed > 7 and "restarted" not in events:
+                redis.stop()
+                redis.start(port=port)
+                events["restarted"] = time.time()
+
+        result = run_load(
+            svc.url,
+            [Endpoint("GET /products/{id}", "/products/{product}")],
+            LoadProfile(users=4, duration=12, warmup=0),
+            tmp_path,
+            label="redis-chaos",
+            progress=False,
+            on_tick=chaos,
+            extra_config={"products": 200, "categories": 5},
+        )
+    finally:
+        redis.stop()
+    s = result.samples
+    assert {"stopped", "restarted"} <= set(events)
+    assert len(s) > 100
+    assert s["ok"].all(), s["status"].value_counts().to_dict()
+    during = s[(s["t_start"] > events["stopped"] + 0.5) & (s["t_start"] < events["restarted"])]
+    after = s[s["t_start"] > events["restarted"] + 2.5]
+    assert (during["x_cache"] == "bypass").mean() > 0.8, during["x_cache"].value_counts()
+    assert (after["x_cache"] == "hit").any(), "the cache came back by itself"
+    metrics = httpx.get(f"{svc.url}/metrics").text
+    assert 'cache_requests_total{cache="redis",result="error"}' in metrics
+    assert "rate_limited_total 0.0" in metrics
+    events_logged = {json.loads(x)["event"] for x in svc.log_file.read_text().splitlines()}
+    assert {"cache_error", "ratelimit_error"} <= events_logged
+
+
+async def _post_with_retries(url: str, headers: dict, tag: str, n: int) -> list[int]:
+    """n concurrent reviews, each with its own key, retried until acknowledged; every 5th is
+    also sent twice on purpose (a client that retried too eagerly)."""
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+    async with httpx.AsyncClient(timeout=60, headers=headers, limits=limits) as client:
+
+        async def one(i: int) -> int:
+            key = f"{tag}-{i}"
+            body = {"rating": 1 + i % 5, "text": f"no lost writes {tag} {i}", "author": "chaos"}
+            sends = 2 if i % 5 == 0 else 1
+            status = 0
+            for _attempt in range(30):
+                try:
+                    r = await client.post(
+                        f"{url}/products/{1 + i % 20}/reviews",
+                        json=body,
+                        headers={"Idempotency-Key": key},
+                    )
+                    status = r.status_code
+                except httpx.TransportError:
+                    status = 0
+                if status in (200, 201):
+                    sends -= 1
+                    if sends == 0:
+                        return status
+                else:
+                    await asyncio.sleep(0.05)
+            return status
+
+        return await asyncio.gather(*(one(i) for i in range(n)))
+
+
+def test_200_concurrent_writes_with_retries_store_exactly_200(start_catalog, database_url):
+    """A third of the answers are lost *after* the commit (injected 503): clients retry with the
+    same Idempotency-Key, some twice on purpose. The database must hold each review once."""
+    svc = start_catalog("t-no-lost-writes", cache="memory")
+    tag = uuid.uuid4().hex[:12]
+    faults.set(svc, error_rate=0.33, error_phase="after")
+    try:
+        statuses = asyncio.run(_post_with_retries(svc.url, auth.headers(svc, "editor"), tag, 200))
+    finally:
+        faults.clear(svc)
+    assert all(s in (200, 201) for s in statuses), sorted(set(statuses))
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            stored = conn.scalar(
+                select(func.count(Review.id)).where(Review.idempotency_key.like(f"{tag}-%"))
+            )
+            distinct = conn.scalar(
+                select(func.count(func.distinct(Review.idempotency_key))).where(
+                    Review.idempotency_key.like(f"{tag}-%")
+                )
+            )
+    finally:
+        engine.dispose()
+    assert stored == distinct == 200
+    log = [json.loads(x) for x in svc.log_file.read_text().splitlines()]
+    injected = [x for x in log if x.get("injected") and x.get("route", "").endswith("/reviews")]
+    assert len(injected) >= 20, "the fault really lost answers, so retries were exercised"
