@@ -90,15 +90,17 @@ def _button(driver, label: str):
 
 
 def _request_rows(driver) -> dict[str, int]:
-    """The statistics table as {request name: # requests}, read from the page."""
-    from selenium.webdriver.common.by import By
-
-    counts = {}
-    for row in driver.find_elements(By.CSS_SELECTOR, "table tbody tr"):
-        cells = [c.text.strip() for c in row.find_elements(By.TAG_NAME, "td")]
-        if len(cells) >= 3 and cells[1] != "Aggregated" and cells[2].isdigit():
-            counts[cells[1]] = int(cells[2])
-    return counts
+    """The statistics table as {request name: # requests}, read from the page in one script
+    (the page re-renders its rows every 2 s: element handles would go stale in between)."""
+    rows = driver.execute_script(
+        "return Array.from(document.querySelectorAll('table tbody tr'))"
+        ".map(r => Array.from(r.cells).map(c => c.innerText.replace(/\\s+/g, ' ').trim()))"
+    )
+    return {
+        cells[1]: int(cells[2])
+        for cells in rows or []
+        if len(cells) >= 3 and cells[1] != "Aggregated" and cells[2].isdigit()
+    }
 
 
 def _wait_for(what: str, check, timeout: float = 30.0):
@@ -136,8 +138,10 @@ def test_swarm_started_from_the_page_shows_statistics_and_is_recorded(
             lambda: {k: n for k, n in _request_rows(driver).items() if n > 20} or None,
         )
         assert list(rows) == ["GET /products/{id}"], rows
-        swarm = httpx.get(ui.url + "/stats/requests", timeout=5).json()
-        assert swarm["state"] == "running" and swarm["user_count"] == 2
+        _wait_for(  # the 2 users from the form (spawned at 2/s)
+            "2 running users",
+            lambda: httpx.get(ui.url + "/stats/requests", timeout=5).json()["user_count"] == 2,
+        )
 
         _wait_for("the STOP button", lambda: _button(driver, "STOP")).click()
         _wait_for(
