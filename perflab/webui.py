@@ -186,7 +186,10 @@ def start(lab: Lab, name: str, *, port: int | None = None, users: int | None = N
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
     samples_path = raw_dir / f"samples-{label}.csv"
-    config = load_config(exp.mix, prof, samples_path, dataset_config(dataset))
+    # The page lets anyone type another host: the locustfile then refuses non-loopback ones.
+    config = load_config(
+        exp.mix, prof, samples_path, {**dataset_config(dataset), "loopback_only": True}
+    )
     port = port or free_port()
     argv = [
         sys.executable,

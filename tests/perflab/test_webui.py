@@ -226,3 +226,27 @@ def test_bad_name_is_one_line_and_exit_code_2(name, message) -> None:
     assert res.returncode == 2
     assert res.stdout == ""
     assert res.stderr.count("\n") == 1 and message in res.stderr, res.stderr
+
+
+@pytest.mark.slow
+def test_a_non_loopback_host_typed_in_the_page_is_refused(database_url, tmp_path) -> None:
+    """The form's host field is free text; the swarm must not leave this machine."""
+    with (
+        Lab(size="tiny", database_url=database_url, log_dir=tmp_path / "logs") as lab,
+        webui.open(lab, "queries/optimized", users=2) as ui,
+    ):
+        remote = "http://192.0.2.1:8000"  # TEST-NET-1: never routed
+        resp = httpx.post(
+            ui.url + "/swarm", data={"user_count": 2, "spawn_rate": 2, "host": remote}, timeout=10
+        )
+        assert resp.json()["success"], resp.text
+
+        def refused():
+            stats = httpx.get(ui.url + "/stats/requests", timeout=5).json()
+            return stats if stats["user_count"] == 0 and stats["errors"] else None
+
+        stats = _wait_for("the users to be refused", refused, timeout=20)
+        assert "is not a loopback address" in stats["errors"][0]["error"]
+        assert [s["name"] for s in stats["stats"] if s["name"] != "Aggregated"] == [remote]
+        assert ui.samples().empty
+    assert ui.run is None  # nothing was sent, nothing to save
