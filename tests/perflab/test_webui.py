@@ -25,8 +25,9 @@ from harness_helpers import ROOT, perflab_cli, processes_of, wait_gone
 from perflab import webui
 from perflab.lab import Lab
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
+# Debian's packages (.ci/install-browser); elsewhere point these at your own pair.
+CHROMIUM = Path(os.environ.get("PERFLAB_CHROMIUM", "/usr/bin/chromium"))
+CHROMEDRIVER = Path(os.environ.get("PERFLAB_CHROMEDRIVER", "/usr/bin/chromedriver"))
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -58,7 +59,10 @@ def browser() -> Iterator[object]:
             [str(ROOT / ".ci" / "install-browser")], capture_output=True, text=True, timeout=900
         ).stdout.strip()
         if not _have_browser():
-            pytest.skip(f"no headless Chromium for the web UI test: {out or 'not installed'}")
+            pytest.skip(
+                f"no headless Chromium for the web UI test ({CHROMIUM}, {CHROMEDRIVER}): "
+                f"{out or 'not installed'}"
+            )
     opts = webdriver.ChromeOptions()
     opts.binary_location = str(CHROMIUM)
     for flag in [*FLAGS, f"--user-data-dir={tempfile.mkdtemp(prefix='perflab-chromium-')}"]:
