@@ -254,3 +254,14 @@ def test_a_non_loopback_host_typed_in_the_page_is_refused(database_url, tmp_path
         assert [s["name"] for s in stats["stats"] if s["name"] != "Aggregated"] == [remote]
         assert ui.samples().empty
     assert ui.run is None  # nothing was sent, nothing to save
+
+
+def test_webui_never_imports_locust() -> None:
+    """gevent's monkey-patching hangs Jupyter kernels: Locust runs only in subprocesses."""
+    code = (
+        "import sys, perflab.webui, perflab.cli\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "locust" not in out.stdout and "gevent" not in out.stdout
