@@ -142,10 +142,13 @@ def cmd_ui(args: argparse.Namespace) -> int:
             crashed = not ui.running
             if crashed and not ui.locust.alive():
                 print(f"Locust exited; last log lines:\n{ui.locust.output_tail()}")
+            elif crashed and ui.service.proc is not None:
+                print(f"{ui.name} exited; last log lines:\n{ui.service.proc.output_tail()}")
         if ui.run is not None:
+            _print_run(ui.run)
             print(f"\nSaved to {ui.run_dir}")
         else:
-            print("\nNo requests were recorded (no swarm was started).")
+            print(f"\nNo requests were recorded (no swarm was started); logs in {ui.run_dir}")
     return 1 if crashed else 0
 
 
