@@ -38,7 +38,9 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The web UI test drives Chromium: install it when we can (root + apt), else it is skipped.
 test: lint
+	@.ci/install-browser
 	$(BIN)/python -m pytest
 
 # The service tests again, against external PostgreSQL and Redis (set DATABASE_URL, REDIS_URL).

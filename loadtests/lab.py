@@ -7,14 +7,18 @@ Configured by `PERFLAB_LOAD` (JSON) from `perflab.loadgen`; run it yourself with
 from __future__ import annotations
 
 import bisect
+import ipaddress
 import itertools
 import json
 import os
 import random
+import socket
 import time
+from urllib.parse import urlsplit
 
 import gevent
 from locust import FastHttpUser, between, constant, events, task
+from locust.exception import StopUser
 
 from perflab.recorder import Recorder, Schedule, new_request_id
 
@@ -119,6 +123,15 @@ def _on_quit(environment, **_kw) -> None:
         _recorder.close()
 
 
+def _loopback(url: str | None) -> bool:
+    host = urlsplit(url or "").hostname
+    try:
+        addrs = {ai[4][0] for ai in socket.getaddrinfo(host, None)} if host else set()
+    except socket.gaierror:
+        return False
+    return bool(addrs) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs)
+
+
 class LabUser(FastHttpUser):
     """One simulated client. In the open model, users only supply concurrency: *when* each
     request starts is set by the shared schedule, not by how fast the last one came back."""
@@ -137,6 +150,22 @@ class LabUser(FastHttpUser):
     network_timeout = float(CONFIG.get("timeout", 30))
     connection_timeout = float(CONFIG.get("timeout", 30))
     max_retries = 0
+
+    def on_start(self) -> None:
+        """The web UI lets anyone type a host: keep it to this machine, as `perflab load` does."""
+        if CONFIG.get("loopback_only") and not _loopback(self.host):
+            self.environment.events.request.fire(
+                request_type="REFUSED",
+                name=str(self.host),
+                response_time=0,
+                response_length=0,
+                response=None,
+                context={},
+                exception=RuntimeError(
+                    f"{self.host} is not a loopback address: perflab loads only this machine"
+                ),
+            )
+            raise StopUser
 
     @task
     def one_request(self) -> None:

@@ -140,6 +140,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    from perflab import webui
+    from perflab.lab import Lab
+
+    webui.resolve(args.name)  # a bad name fails here, before any dataset or service
+    if args.port is not None and port_in_use(args.port):
+        raise LabError(f"port {args.port} is taken: stop what uses it, or leave --port out")
+    with Lab(size=args.size) as lab:
+        with webui.open(lab, args.name, port=args.port, users=args.users) as ui:
+            others = [v.name for v in ui.experiment.variants if v.name != ui.variant.name]
+            print(f"{ui.name} ({_describe(ui.variant.settings)}) at {ui.service.url}")
+            if others:
+                print(
+                    f"  (other variants: {', '.join(f'{ui.experiment.name}/{o}' for o in others)})"
+                )
+            print(f"Locust web UI: {ui.url}")
+            print(
+                "Start a swarm from the page; Ctrl-C here stops Locust and the service.", flush=True
+            )
+            signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+            ui.wait()
+            crashed = not ui.running
+            if crashed and not ui.locust.alive():
+                print(f"Locust exited; last log lines:\n{ui.locust.output_tail()}")
+            elif crashed and ui.service.proc is not None:
+                print(f"{ui.name} exited; last log lines:\n{ui.service.proc.output_tail()}")
+        if ui.run is not None:
+            _print_run(ui.run)
+            print(f"\nSaved to {ui.run_dir}")
+        else:
+            print(f"\nNo requests were recorded (no swarm was started); logs in {ui.run_dir}")
+    return 1 if crashed else 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from perflab.lab import default_database_url
     from services.catalog import datagen
@@ -341,6 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rate-burst", type=int, help="token bucket size per client")
     s.add_argument("--size", default="medium", choices=sizes)
     s.set_defaults(fn=cmd_serve)
+
+    u = sub.add_parser("ui", help="Locust's web UI on one experiment variant, samples recorded")
+    u.add_argument("name", help="EXPERIMENT or EXPERIMENT/VARIANT, e.g. caching/redis")
+    u.add_argument("--port", type=int, help="web UI port (default: a free one)")
+    u.add_argument("--users", type=int, help="users prefilled in the page")
+    u.add_argument("--size", default="medium", choices=sizes)
+    u.set_defaults(fn=cmd_ui)
 
     g = sub.add_parser("data", help="generate the seeded sample dataset")
     g.add_argument("action", choices=["generate"])

@@ -201,6 +201,44 @@ class _Progress:
             self.bar.close()
 
 
+def load_config(
+    mix: list[Endpoint],
+    profile: LoadProfile,
+    samples_path: Path,
+    extra_config: dict | None = None,
+) -> dict:
+    """What loadtests/lab.py reads from `PERFLAB_LOAD`: the mix, the load model, where to record.
+
+    Shared by headless runs (`run_load`) and the web UI (`perflab.webui`), so both send the
+    same traffic.
+    """
+    return {
+        "model": profile.model,
+        "rate": profile.rate,
+        "arrival": profile.arrival,
+        "think_time": list(profile.think_time) if profile.think_time else None,
+        "timeout": profile.timeout,
+        "seed": profile.seed,
+        "workers": profile.workers,
+        "samples": str(samples_path),
+        "mix": [{k: v for k, v in asdict(e).items() if v is not None} for e in mix],
+        **(extra_config or {}),
+    }
+
+
+def dataset_config(dataset: dict) -> dict:
+    """The dataset's shape, so generated ids ({product}, {category}) exist in the database."""
+    return {
+        "products": int(dataset.get("products", 1000)),
+        "categories": int(dataset.get("categories", 10)),
+    }
+
+
+def locust_env(config: dict) -> dict[str, str]:
+    """The environment a Locust subprocess running loadtests/lab.py needs."""
+    return {"PERFLAB_LOAD": json.dumps(config), "PYTHONUNBUFFERED": "1"}
+
+
 def run_load(
     host: str,
     mix: list[Endpoint],
@@ -226,20 +264,10 @@ def run_load(
     samples_path = out_dir / f"samples-{label}.csv"
     for old in [samples_path, *samples_path.parent.glob(samples_path.name + ".*")]:
         old.unlink(missing_ok=True)
-    config = {
-        "model": profile.model,
-        "rate": profile.rate,
-        "arrival": profile.arrival,
-        "think_time": list(profile.think_time) if profile.think_time else None,
-        "timeout": profile.timeout,
-        "seed": profile.seed,
-        "workers": profile.workers,
-        "samples": str(samples_path),
-        "mix": [{k: v for k, v in asdict(e).items() if v is not None} for e in mix],
-        **({"ca_file": str(ca_file)} if ca_file else {}),
-        **(extra_config or {}),
-    }
-    env = {"PERFLAB_LOAD": json.dumps(config), "PYTHONUNBUFFERED": "1"}
+    config = load_config(mix, profile, samples_path, extra_config)
+    if ca_file:
+        config["ca_file"] = str(ca_file)
+    env = locust_env(config)
     users = profile.users
     spawn_rate = profile.spawn_rate or (users if profile.model == "open" else max(users, 1))
     common = ["-f", str(locustfile or paths.LOADTESTS / "lab.py")]

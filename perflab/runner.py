@@ -19,7 +19,7 @@ from perflab import plots, report, results, stats
 from perflab.errors import LabError
 from perflab.experiments import Experiment
 from perflab.lab import Lab
-from perflab.loadgen import LoadProfile, run_load
+from perflab.loadgen import LoadProfile, dataset_config, run_load
 from perflab.scrape import MetricsScraper
 
 
@@ -161,10 +161,7 @@ def run_experiments(
                             label=label,
                             progress=progress,
                             ca_file=svc.ca_file,
-                            extra_config={
-                                "products": int(dataset.get("products", 1000)),
-                                "categories": int(dataset.get("categories", 10)),
-                            },
+                            extra_config=dataset_config(dataset),
                         )
                     finally:
                         rows = scraper.stop()

@@ -8,7 +8,7 @@ import pytest
 
 from perflab.cli import build_parser, main
 
-SUBCOMMANDS = ["demo", "run", "serve", "data", "load", "report", "compare"]
+SUBCOMMANDS = ["demo", "run", "serve", "data", "load", "report", "compare", "ui"]
 
 
 def test_all_subcommands_have_help(capsys) -> None:

@@ -1,0 +1,252 @@
+"""Locust's web UI on one service variant, with every request recorded as in a headless run.
+
+```
+with Lab() as lab, webui.open(lab, "caching/redis") as ui:
+    print(ui.url)   # start, stop, reshape the swarm from the browser
+    ui.wait()       # until Ctrl-C (or the notebook's interrupt button)
+ui.run.summary      # the session, saved and analysed like any run
+```
+The UI is for exploring: how does p95 move when I add users? The lab starts the variant through
+`Lab`, then Locust (`loadtests/lab.py`, with the experiment's traffic mix and the dataset's
+shape, built by `perflab.loadgen` exactly as for headless runs) as a subprocess; Locust is never
+imported here, its gevent monkey-patching hangs Jupyter kernels. The users, spawn rate and
+host are prefilled in the page from the experiment's profile and can be changed there, so the
+load model is Locust's closed one. When the session ends, Locust and the service are stopped
+and the recorded samples are saved as a run folder (summary, plots, report.html).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from perflab import experiments, paths, results
+from perflab.errors import LabError
+from perflab.experiments import Experiment, Variant
+from perflab.lab import Lab
+from perflab.loadgen import (
+    LoadProfile,
+    dataset_config,
+    load_config,
+    locust_env,
+    read_samples,
+)
+from perflab.procs import ManagedProcess, free_port, http_ok, spawn, wait_until
+from perflab.scrape import MetricsScraper
+from perflab.services import ServiceHandle
+
+UI_STARTUP_TIMEOUT = 60.0
+
+
+def resolve(name: str) -> tuple[Experiment, Variant]:
+    """`caching/redis` -> that variant; `caching` -> its first variant that is not the baseline.
+
+    The baseline is the "before" of an experiment; the UI is mostly wanted for the "after".
+    """
+    exp_name, _, variant_name = name.partition("/")
+    if not exp_name or "/" in variant_name or (name.endswith("/") and not variant_name):
+        raise LabError(
+            f"{name!r} is not EXPERIMENT or EXPERIMENT/VARIANT (e.g. caching/redis); "
+            f"experiments: {', '.join(experiments.EXPERIMENTS)}"
+        )
+    exp = experiments.get(exp_name)
+    if variant_name:
+        return exp, exp.variant(variant_name)
+    return exp, exp.variants[1] if len(exp.variants) > 1 else exp.variants[0]
+
+
+@dataclass
+class WebUI:
+    """A running Locust web UI on one service variant. `stop()` saves the session as a run."""
+
+    experiment: Experiment
+    variant: Variant
+    url: str
+    service: ServiceHandle
+    locust: ManagedProcess = field(repr=False)
+    run_dir: Path
+    samples_path: Path = field(repr=False)
+    profile: LoadProfile = field(repr=False)
+    scraper: MetricsScraper | None = field(repr=False, default=None)
+    dataset: dict = field(repr=False, default_factory=dict)
+    started_at: str = ""
+    run: object | None = field(repr=False, default=None)  # a runner.Run once stopped
+    stopped: bool = field(repr=False, default=False)
+
+    @property
+    def name(self) -> str:
+        return f"{self.experiment.name}/{self.variant.name}"
+
+    @property
+    def running(self) -> bool:
+        return self.locust.alive() and self.service.running
+
+    def samples(self) -> pd.DataFrame:
+        """Every request recorded so far (flushed twice a second by the locustfile)."""
+        return read_samples(self.samples_path)
+
+    def wait(self) -> None:
+        """Block until Ctrl-C / the kernel's interrupt, or until Locust or the service exits."""
+        with contextlib.suppress(KeyboardInterrupt):
+            while self.running:
+                time.sleep(0.5)
+
+    def stop(self):
+        """Stop Locust, then the service; save what was recorded. Returns the `Run` (or None
+        when nothing was recorded). Safe to call twice."""
+        if self.stopped:
+            return self.run
+        self.stopped = True
+        self.locust.stop(timeout=8, sig=signal.SIGTERM)
+        metric_rows = self.scraper.stop() if self.scraper is not None else []
+        self.scraper = None
+        self.service.stop()
+        self.run = self._save(metric_rows)
+        return self.run
+
+    def _save(self, metric_rows: list[dict]):
+        from perflab.runner import _read_log, finalize
+
+        samples = self.samples()
+        exp, var = self.experiment.name, self.variant.name
+        if samples.empty:
+            return None
+        for r in metric_rows:
+            r.update(experiment=exp, variant=var, repeat=0)
+        log_rows = _read_log(self.service.log_file)
+        for r in log_rows:
+            r.update(experiment=exp, variant=var, repeat=0)
+        frame = samples.assign(experiment=exp, variant=var, repeat=0, warmup_s=0.0)
+        one = self.experiment.with_variants([var])
+        manifest = {
+            "run_id": self.run_dir.name,
+            "started_at": self.started_at,
+            "ended_at": results.iso(results.now()),
+            "mode": "webui",
+            "dataset": self.dataset,
+            "experiments": {
+                exp: {
+                    "title": one.title,
+                    "question": one.question,
+                    "baseline": var,
+                    "profile": {**asdict(self.profile), "warmup": 0.0},
+                    "mix": [asdict(e) for e in one.mix],
+                    "variants": {var: {"settings": self.variant.settings}},
+                }
+            },
+            "interrupted": False,
+            "errors": {},
+            **results.environment(),
+        }
+        return finalize(self.run_dir, [frame], metric_rows, log_rows, manifest, [one])
+
+    def _repr_html_(self) -> str:
+        state = "running" if self.running else "stopped"
+        return (
+            f'Locust web UI for <b>{self.name}</b> ({state}): <a href="{self.url}" '
+            f'target="_blank">{self.url}</a>; service at {self.service.url}'
+        )
+
+    def __enter__(self) -> WebUI:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __del__(self) -> None:  # a notebook that dropped the handle: still stop the children
+        with contextlib.suppress(Exception):
+            if self.locust.alive():
+                self.locust.stop(timeout=3)
+
+
+def start(lab: Lab, name: str, *, port: int | None = None, users: int | None = None) -> WebUI:
+    """Start the variant `name` (see `resolve`) and Locust's web UI on it; returns the handle."""
+    exp, variant = resolve(name)
+    prof = LoadProfile(**{**asdict(exp.profile), "model": "closed", "rate": None, "workers": 1})
+    if users is not None:
+        prof.users = users
+    prof.validate()
+    run_dir = results.new_run_dir(f"ui-{exp.name}-{variant.name}")
+    raw_dir = run_dir / "raw"
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    label = f"ui-{exp.name}-{variant.name}"
+    started_at = results.iso(results.now())
+    try:
+        dataset = lab.ensure_data()
+        svc = lab.service(exp.service, label=label, log_dir=run_dir / "logs", **variant.settings)
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    samples_path = raw_dir / f"samples-{label}.csv"
+    # The page lets anyone type another host: the locustfile then refuses non-loopback ones.
+    config = load_config(
+        exp.mix, prof, samples_path, {**dataset_config(dataset), "loopback_only": True}
+    )
+    port = port or free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(paths.LOADTESTS / "lab.py"),
+        "--web-host",
+        "127.0.0.1",
+        "--web-port",
+        str(port),
+        "--host",
+        svc.url,
+        "--users",
+        str(prof.users),
+        "--spawn-rate",
+        str(prof.spawn_rate or prof.users),
+        "--stop-timeout",
+        "3",
+        "--csv",
+        str(raw_dir / f"locust-{label}"),
+    ]
+    try:
+        proc = spawn(
+            "locust-webui",
+            argv,
+            env=locust_env(config),
+            output=raw_dir / f"locust-{label}.log",
+            cwd=paths.ROOT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        wait_until(http_ok(url + "/"), proc, UI_STARTUP_TIMEOUT, "serving its web UI")
+    except BaseException:
+        svc.stop()
+        raise
+    scraper = MetricsScraper(svc.url).start()
+    return WebUI(
+        experiment=exp,
+        variant=variant,
+        url=url,
+        service=svc,
+        locust=proc,
+        run_dir=run_dir,
+        samples_path=samples_path,
+        profile=prof,
+        scraper=scraper,
+        dataset=dataset,
+        started_at=started_at,
+    )
+
+
+@contextlib.contextmanager
+def open(lab: Lab, name: str, **kw: object) -> Iterator[WebUI]:
+    """`with webui.open(lab, "caching/redis") as ui:` the UI runs inside the block; leaving it
+    stops Locust and the service and saves the session (`ui.run`)."""
+    ui = start(lab, name, **kw)  # type: ignore[arg-type]
+    try:
+        yield ui
+    finally:
+        ui.stop()
