@@ -64,6 +64,16 @@ def main(argv: list[str] | None = None) -> int:
                         f"{type(exc).__name__}: {first}",
                     )
                 ]
+            if bench.failures:  # failed requests make an item's numbers suspect: say so
+                note = "failed requests: " + ", ".join(
+                    f"{label} {n}/{total}" for label, n, total in bench.failures
+                )
+                broken = any(n > 0.01 * total for _, n, total in bench.failures)
+                for r in got:
+                    r.detail = f"{r.detail}; {note}" if r.detail else note
+                    if broken and r.verdict in ("pass", "falls short", "info"):
+                        r.verdict = "error"
+                bench.failures.clear()
             for r in got:
                 print(
                     f"    {r.measure}: {r.shown_value()} (bar {r.bar}) -> {r.verdict}"

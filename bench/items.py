@@ -7,9 +7,11 @@ they say more than absolute numbers from a shared laptop can.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,7 +66,7 @@ class Bench:
     deadline: float = float("inf")  # time.perf_counter() by which the whole run should end
     lab: Lab = field(init=False)
     dataset: dict = field(init=False, default_factory=dict)
-    _services: dict[tuple, ServiceHandle] = field(init=False, default_factory=dict)
+    failures: list[tuple[str, int, int]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.lab = Lab(size=self.size, log_dir=self.work / "logs")
@@ -83,37 +85,49 @@ class Bench:
             "categories": int(d.get("categories", 10)),
         }
 
-    def catalog(self, workers: int = 1, **settings: object) -> ServiceHandle:
-        """A catalog variant, started once and shared by the items that load it."""
-        key = (workers, *sorted((k, str(v)) for k, v in settings.items()))
-        svc = self._services.get(key)
-        if svc is None or not svc.running:
-            self.ensure_data()
-            label = "catalog-" + "-".join(f"{v}" for _, v in key[1:]) + f"-w{workers}"
-            svc = self.lab.service("catalog", label=label, workers=workers, **settings)
-            self._services[key] = svc
-        return svc
+    @contextlib.contextmanager
+    def catalog(self, label: str, workers: int = 1, **settings: object) -> Iterator[ServiceHandle]:
+        """A fresh catalog variant for one load, stopped right after it, as the lab's runner does.
 
-    def bare(self) -> ServiceHandle:
+        Never two variants at once: they share one database, and a naive variant drops the
+        indexes an optimized one created (and the other way round) when it starts.
+        """
+        self.ensure_data()
+        if workers > 1:
+            # Two workers running the start-up index management at once collide on SQLite
+            # ("database is locked" on ANALYZE) and one dies; start an optimized one-worker
+            # variant first so the indexes exist, then let the workers leave them alone.
+            with self.catalog(label + "-prep", queries="optimized", cache="none"):
+                pass
+            settings = {**settings, "manage_indexes": False}
+        svc = self.lab.service("catalog", label=label, workers=workers, **settings)
+        try:
+            yield svc
+        finally:
+            svc.stop()
+            with contextlib.suppress(ValueError):
+                self.lab.services.remove(svc)
+
+    @contextlib.contextmanager
+    def bare(self) -> Iterator[ServiceHandle]:
         """The bare FastAPI endpoint, through the same `start_service` (same uvicorn flags)."""
-        key = (BARE_SERVICE,)
-        if key not in self._services:
-            services.APPS.setdefault(BARE_SERVICE, "bench.bare_app:create_app")
-            self._services[key] = start_service(
-                BARE_SERVICE, {}, self.work / "logs", label="bare-fastapi"
-            )
-        return self._services[key]
+        services.APPS.setdefault(BARE_SERVICE, "bench.bare_app:create_app")
+        svc = start_service(BARE_SERVICE, {}, self.work / "logs", label="bare-fastapi")
+        try:
+            yield svc
+        finally:
+            svc.stop()
 
     def load(self, url: str, path: str, label: str, **kw) -> measure.Load:
         b = self.budget
         opts = {"users": b.users, "duration": b.duration, "warmup": b.warmup, "extra": self.extra}
         opts.update(kw)
-        return measure.lab_load(url, path, self.raw, label, **opts)
+        load = measure.lab_load(url, path, self.raw, label, **opts)
+        if load.errors:
+            self.failures.append((label, load.errors, len(load.samples)))
+        return load
 
     def close(self) -> None:
-        for svc in self._services.values():
-            svc.stop()
-        self._services.clear()
         self.lab.close()
 
 
@@ -293,8 +307,9 @@ def instrumentation_overhead(b: Bench) -> list[Row]:
     loads: dict[str, list[measure.Load]] = {"on": [], "off": []}
     for r in range(bud.repeats):
         for name in ("on", "off") if r % 2 == 0 else ("off", "on"):
-            svc = b.catalog(queries="optimized", cache="memory", **variants[name])
-            loads[name].append(b.load(svc.url, DETAIL, f"instr-{name}-r{r}"))
+            label = f"instr-{name}-r{r}"
+            with b.catalog(label, queries="optimized", cache="memory", **variants[name]) as svc:
+                loads[name].append(b.load(svc.url, DETAIL, label))
     rps = {k: float(np.mean([x.rps for x in v])) for k, v in loads.items()}
     p50 = {
         k: float(np.percentile(pd.concat([x.samples for x in v])["latency_ms"], 50))
@@ -351,10 +366,10 @@ def rate_ratio_ci(
 
 
 def effect_sizes(b: Bench) -> list[Row]:
-    naive = b.catalog(queries="naive", cache="none")
-    opt = b.catalog(queries="optimized", cache="none")
-    ln = b.load(naive.url, LIST, "effect-list-naive")
-    lo_ = b.load(opt.url, LIST, "effect-list-optimized")
+    with b.catalog("effect-list-naive", queries="naive", cache="none") as svc:
+        ln = b.load(svc.url, LIST, "effect-list-naive")
+    with b.catalog("effect-list-optimized", queries="optimized", cache="none") as svc:
+        lo_ = b.load(svc.url, LIST, "effect-list-optimized")
     ratio, lo, hi = rate_ratio_ci(lo_.samples, ln.samples)
     rows = [
         Row(
@@ -370,8 +385,9 @@ def effect_sizes(b: Bench) -> list[Row]:
     ]
     detail: dict[str, measure.Load] = {}
     for cache in ("none", "memory", "redis"):
-        svc = b.catalog(queries="optimized", cache=cache)
-        detail[cache] = b.load(svc.url, DETAIL, f"effect-detail-{cache}")
+        label = f"effect-detail-{cache}"
+        with b.catalog(label, queries="optimized", cache=cache) as svc:
+            detail[cache] = b.load(svc.url, DETAIL, label)
     both = pd.concat([ld.samples.assign(variant=k) for k, ld in detail.items()])
     for cache in ("redis", "memory"):
         c = stats.compare(both, "none", cache, 50)
@@ -400,10 +416,12 @@ def closeness_to_limit(b: Bench) -> list[Row]:
     for r in range(bud.repeats):
         for who in ("catalog", "bare") if r % 2 == 0 else ("bare", "catalog"):
             if who == "catalog":
-                svc = b.catalog(queries="optimized", cache="memory")
-                fast.append(b.load(svc.url, DETAIL, f"limit-catalog-r{r}").rps)
+                label = f"limit-catalog-r{r}"
+                with b.catalog(label, queries="optimized", cache="memory") as svc:
+                    fast.append(b.load(svc.url, DETAIL, label).rps)
             else:
-                bare.append(b.load(b.bare().url, DETAIL, f"limit-bare-r{r}").rps)
+                with b.bare() as svc:
+                    bare.append(b.load(svc.url, DETAIL, f"limit-bare-r{r}").rps)
     ratio = float(np.mean(fast) / np.mean(bare))
     return [
         Row(
@@ -430,9 +448,10 @@ def scale(b: Bench) -> list[Row]:
     rows: list[Row] = []
     rps: dict[tuple[int, int], float] = {}
     for uv, lw in bud.scale_configs:
-        svc = b.catalog(workers=uv, queries="optimized", cache="memory")
+        label = f"scale-uv{uv}-lw{lw}"
         users = max(bud.users, 2 * lw)
-        rps[(uv, lw)] = b.load(svc.url, DETAIL, f"scale-uv{uv}-lw{lw}", workers=lw, users=users).rps
+        with b.catalog(label, workers=uv, queries="optimized", cache="memory") as svc:
+            rps[(uv, lw)] = b.load(svc.url, DETAIL, label, workers=lw, users=users).rps
     base = rps[(1, 1)]
     for (uv, lw), v in rps.items():
         rows.append(
