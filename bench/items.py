@@ -27,6 +27,10 @@ from perflab.services import ServiceHandle, start_service
 DETAIL = "/products/{product}"
 LIST = "/products?limit=20&category={category}"
 BARE_SERVICE = "benchbare"
+# Items 4, 6 and 7 measure the service stack, not the database: their traffic asks for the 100
+# most popular products only, so after the warm-up every detail request is a cache hit. (Item 5
+# keeps the lessons' Zipf traffic over the whole catalog, cold keys and all.)
+HOT_PRODUCTS = 100
 
 
 @dataclass
@@ -118,9 +122,11 @@ class Bench:
         finally:
             svc.stop()
 
-    def load(self, url: str, path: str, label: str, **kw) -> measure.Load:
+    def load(self, url: str, path: str, label: str, *, hot: bool = False, **kw) -> measure.Load:
+        """A closed-model load of the budget's length; `hot`: only the HOT_PRODUCTS ids."""
         b = self.budget
-        opts = {"users": b.users, "duration": b.duration, "warmup": b.warmup, "extra": self.extra}
+        extra = {**self.extra, "products": HOT_PRODUCTS} if hot else self.extra
+        opts = {"users": b.users, "duration": b.duration, "warmup": b.warmup, "extra": extra}
         opts.update(kw)
         load = measure.lab_load(url, path, self.raw, label, **opts)
         if load.errors:
@@ -292,7 +298,9 @@ def harness_overhead(b: Bench) -> list[Row]:
             "≥ 0.85",
             verdict_at_least(ratio, 0.85),
             f"lab {np.mean(lab_rps):.0f} req/s vs bare {np.mean(bare_rps):.0f} req/s "
-            f"(Locust's own counters, {bud.users} users, {bud.repeats} round(s) interleaved)",
+            f"(Locust's own counters, {bud.users} users, {bud.repeats} round(s) interleaved: "
+            f"lab {', '.join(f'{x:.0f}' for x in lab_rps)}; "
+            f"bare {', '.join(f'{x:.0f}' for x in bare_rps)})",
         )
     ]
 
@@ -309,7 +317,7 @@ def instrumentation_overhead(b: Bench) -> list[Row]:
         for name in ("on", "off") if r % 2 == 0 else ("off", "on"):
             label = f"instr-{name}-r{r}"
             with b.catalog(label, queries="optimized", cache="memory", **variants[name]) as svc:
-                loads[name].append(b.load(svc.url, DETAIL, label))
+                loads[name].append(b.load(svc.url, DETAIL, label, hot=True))
     rps = {k: float(np.mean([x.rps for x in v])) for k, v in loads.items()}
     p50 = {
         k: float(np.percentile(pd.concat([x.samples for x in v])["latency_ms"], 50))
@@ -320,12 +328,13 @@ def instrumentation_overhead(b: Bench) -> list[Row]:
         Row(
             4,
             "Instrumentation overhead",
-            "throughput, logs + metrics + headers on / all off (detail endpoint, memory cache)",
+            "throughput, logs + metrics + headers on / all off (detail endpoint, cache hits)",
             ratio,
             "x",
             "≥ 0.90",
             verdict_at_least(ratio, 0.90),
-            f"on {rps['on']:.0f} req/s, off {rps['off']:.0f} req/s",
+            f"on {rps['on']:.0f} req/s, off {rps['off']:.0f} req/s; memory cache, "
+            f"{HOT_PRODUCTS} hot products, {bud.users} users, {bud.repeats} round(s) interleaved",
         ),
         Row(
             4,
@@ -380,7 +389,8 @@ def effect_sizes(b: Bench) -> list[Row]:
             "x",
             "≥ 10x",
             verdict_at_least(ratio, 10),
-            f"95% CI {lo:.1f}–{hi:.1f}x; optimized {lo_.rps:.0f} req/s, naive {ln.rps:.1f} req/s",
+            f"95% CI {lo:.1f}–{hi:.1f}x; optimized {lo_.rps:.0f} req/s ({len(lo_.samples)} req), "
+            f"naive {ln.rps:.1f} req/s ({len(ln.samples)} req)",
         )
     ]
     detail: dict[str, measure.Load] = {}
@@ -418,22 +428,22 @@ def closeness_to_limit(b: Bench) -> list[Row]:
             if who == "catalog":
                 label = f"limit-catalog-r{r}"
                 with b.catalog(label, queries="optimized", cache="memory") as svc:
-                    fast.append(b.load(svc.url, DETAIL, label).rps)
+                    fast.append(b.load(svc.url, DETAIL, label, hot=True).rps)
             else:
                 with b.bare() as svc:
-                    bare.append(b.load(svc.url, DETAIL, f"limit-bare-r{r}").rps)
+                    bare.append(b.load(svc.url, DETAIL, f"limit-bare-r{r}", hot=True).rps)
     ratio = float(np.mean(fast) / np.mean(bare))
     return [
         Row(
             6,
             "Closeness to the limit",
-            "throughput, fastest detail variant (memory cache) / bare FastAPI constant",
+            "throughput, fastest detail variant (memory cache, hits) / bare FastAPI constant",
             ratio,
             "x",
             "≥ 0.6",
             verdict_at_least(ratio, 0.6),
             f"catalog {np.mean(fast):.0f} req/s vs bare {np.mean(bare):.0f} req/s, "
-            "same uvicorn flags, 1 worker",
+            f"same uvicorn flags, 1 worker, {HOT_PRODUCTS} hot products",
         )
     ]
 
@@ -451,7 +461,7 @@ def scale(b: Bench) -> list[Row]:
         label = f"scale-uv{uv}-lw{lw}"
         users = max(bud.users, 2 * lw)
         with b.catalog(label, workers=uv, queries="optimized", cache="memory") as svc:
-            rps[(uv, lw)] = b.load(svc.url, DETAIL, label, workers=lw, users=users).rps
+            rps[(uv, lw)] = b.load(svc.url, DETAIL, label, workers=lw, users=users, hot=True).rps
     base = rps[(1, 1)]
     for (uv, lw), v in rps.items():
         rows.append(
@@ -463,7 +473,7 @@ def scale(b: Bench) -> list[Row]:
                 "x",
                 "— (reported)",
                 "info",
-                f"{v:.0f} req/s (1 × 1: {base:.0f} req/s), detail endpoint, memory cache",
+                f"{v:.0f} req/s (1 × 1: {base:.0f} req/s), detail endpoint, memory cache hits",
             )
         )
     if bud.demo:
