@@ -80,6 +80,7 @@ class Load:
     samples: pd.DataFrame
     locust: dict
     label: str
+    locust_requests: int | None = None  # from Locust's final summary
 
     @property
     def rps(self) -> float:
@@ -102,6 +103,22 @@ def read_locust_stats(out_dir: Path, label: str) -> dict:
     df = pd.read_csv(path)
     agg = df[df["Name"] == "Aggregated"]
     return agg.iloc[0].to_dict() if not agg.empty else {}
+
+
+def locust_final_count(log: Path) -> int | None:
+    """Requests in Locust's end-of-run summary (the Aggregated line of its first table).
+
+    Its --csv stats file is rewritten only every second, so it can miss the last second of a
+    run (or, for a run of a second or two, hold nothing at all): throughput is taken from the
+    summary Locust prints when it stops.
+    """
+    if not log.exists():
+        return None
+    for line in log.read_text(errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) > 1 and parts[0] == "Aggregated" and parts[1].isdigit():
+            return int(parts[1])
+    return None
 
 
 def lab_load(
@@ -136,13 +153,18 @@ def lab_load(
         progress=False,
         extra_config=extra,
     )
-    return Load(stats.measured(res.samples, warmup), read_locust_stats(out_dir, label), label)
+    return Load(
+        stats.measured(res.samples, warmup),
+        read_locust_stats(out_dir, label),
+        label,
+        locust_final_count(res.locust_log),
+    )
 
 
 def bare_locust(
     url: str, path: str, out_dir: Path, label: str, *, users: int, duration: float
-) -> dict:
-    """Plain `locust` CLI, headless, with a textbook locustfile; returns its Aggregated row."""
+) -> int | None:
+    """Plain `locust` CLI, headless, with a textbook locustfile; returns its request count."""
     locustfile = Path(__file__).with_name("locustfile_bare.py")
     argv = [
         sys.executable,
@@ -167,16 +189,15 @@ def bare_locust(
         "--csv",
         str(out_dir / f"locust-{label}"),
     ]
-    proc = spawn(
-        label, argv, env={"BENCH_PATH": path}, output=out_dir / f"{label}.log", cwd=paths.ROOT
-    )
+    log = out_dir / f"{label}.log"
+    proc = spawn(label, argv, env={"BENCH_PATH": path}, output=log, cwd=paths.ROOT)
     try:
         proc.popen.wait(duration + 60)
     except subprocess.TimeoutExpired:
         pass
     finally:
         proc.stop()
-    return read_locust_stats(out_dir, label)
+    return locust_final_count(log)
 
 
 # --- memory of a process tree ----------------------------------------------------------------
