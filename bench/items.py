@@ -147,7 +147,7 @@ def _locust_pct(row: dict, p: str) -> str:
         v = float(row.get(p))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return "n/a"
-    return f"{v:g} ms" if v == v else "n/a"
+    return f"{v:.4g} ms" if v == v else "n/a"
 
 
 # --- 1 -----------------------------------------------------------------------------------------
@@ -189,7 +189,10 @@ def fidelity(b: Bench) -> list[Row]:
                     f"within ±{tol:g}%",
                     verdict_at_most(abs(err), tol),
                     f"lab {v:.3f} ms ({len(lab.samples)} req), truth {t:.3f} ms "
-                    f"({len(truth)} req), plain Locust {_locust_pct(lab.locust, f'{p}%')}",
+                    f"({len(truth)} req), plain Locust {_locust_pct(lab.locust, f'{p}%')}; "
+                    f"means: lab {lab.samples['latency_ms'].mean():.3f} ms, Locust's own "
+                    f"{_locust_pct(lab.locust, 'Average Response Time')}, "
+                    f"truth {truth.mean():.3f} ms",
                 )
             )
         if mode == "instant":
