@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import tempfile
 import time
 import traceback
@@ -34,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     budget = items.Budget.quick() if args.quick else items.Budget.full()
     size = args.size or ("tiny" if args.quick else "default")
-    wanted = {int(x) for x in args.only.split(",")} if args.only else None
+    try:
+        wanted = {int(x) for x in args.only.split(",")} if args.only else None
+    except ValueError:
+        p.error(f"--only takes item numbers like 1,3 (got {args.only!r})")
     work = Path(tempfile.mkdtemp(prefix="perflab-bench-"))
     meta = report.machine()
     started = datetime.now()
@@ -59,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                         "could not be measured",
                         None,
                         "",
-                        "",
+                        "—",
                         "error",
                         f"{type(exc).__name__}: {first}",
                     )
@@ -105,8 +109,6 @@ def main(argv: list[str] | None = None) -> int:
     meta.update(mode="--quick" if args.quick else "full", size=size, wall=f"{wall:.0f} s")
     csv_path, md_path = report.write(rows, args.out, meta, started)
     if not args.keep:
-        import shutil
-
         with contextlib.suppress(OSError):
             shutil.rmtree(work)
     else:
