@@ -15,6 +15,7 @@ help:
 	@echo "make demo    - set up, run the main comparison, print and save it (data/results/)"
 	@echo "make test    - set up, lint, run the whole test suite (notebooks included)"
 	@echo "make lab     - open JupyterLab on notebooks/"
+	@echo "make bench   - measure the lab itself (~10 min; BENCH_ARGS=--quick for ~1 min)"
 	@echo "make format  - format the code with ruff"
 	@echo "make clean   - remove .venv, generated data and results"
 
@@ -46,6 +47,10 @@ test: lint
 # The service tests again, against external PostgreSQL and Redis (set DATABASE_URL, REDIS_URL).
 test-external: install
 	$(BIN)/python -m pytest tests/services -m "not notebook"
+
+# The lab measures itself: writes bench/results/<date>.md and .csv (see bench/__init__.py).
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # JupyterLab refuses to run as root without --allow-root (containers, CI machines).
 lab: install

@@ -1,0 +1,588 @@
+"""The seven things `make bench` measures about the lab itself.
+
+Each function takes the run's `Bench` context and returns result lines. Comparisons are ratios
+taken within one run, on the same machine, minutes apart (and interleaved where it is cheap), so
+they say more than absolute numbers from a shared laptop can.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench import measure
+from bench.report import Row, verdict_at_least, verdict_at_most
+from perflab import paths, services, stats
+from perflab.lab import Lab
+from perflab.services import ServiceHandle, start_service
+
+DETAIL = "/products/{product}"
+LIST = "/products?limit=20&category={category}"
+BARE_SERVICE = "benchbare"
+# Items 4, 6 and 7 measure the service stack, not the database: their traffic asks for the 100
+# most popular products only, so after the warm-up every detail request is a cache hit. (Item 5
+# keeps the lessons' Zipf traffic over the whole catalog, cold keys and all.)
+HOT_PRODUCTS = 100
+
+
+@dataclass
+class Budget:
+    """How long each load runs. `full` fits `make bench` in ~10 minutes on 2 cores."""
+
+    duration: int  # closed-model loads, whole seconds (Locust's --run-time)
+    warmup: float
+    users: int
+    fidelity_duration: int
+    truth_seconds: float  # the reference client, before and after the lab's load (each)
+    stall_period: float
+    stall_length: float
+    stall_periods: int
+    open_rate: float
+    open_users: int
+    repeats: int  # interleaved A B / B A rounds where it is cheap
+    demo: bool
+    notebooks: bool
+    scale_configs: tuple[tuple[int, int], ...]  # (uvicorn workers, Locust workers)
+
+    @classmethod
+    def full(cls) -> Budget:
+        configs = ((1, 1), (2, 1), (1, 2), (2, 2))
+        return cls(8, 2, 8, 10, 3, 10, 1, 3, 100, 10, 2, True, True, configs)
+
+    @classmethod
+    def quick(cls) -> Budget:
+        return cls(2, 0.5, 4, 2, 0.4, 2, 0.2, 1, 100, 10, 1, False, False, ((1, 1), (2, 2)))
+
+
+@dataclass
+class Bench:
+    budget: Budget
+    size: str
+    work: Path  # raw Locust output, service logs
+    deadline: float = float("inf")  # time.perf_counter() by which the whole run should end
+    lab: Lab = field(init=False)
+    dataset: dict = field(init=False, default_factory=dict)
+    failures: list[tuple[str, int, int]] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.lab = Lab(size=self.size, log_dir=self.work / "logs")
+        self.raw = self.work / "raw"
+
+    def ensure_data(self) -> dict:
+        if not self.dataset:
+            self.dataset = self.lab.ensure_data()
+        return self.dataset
+
+    @property
+    def extra(self) -> dict:
+        d = self.ensure_data()
+        return {
+            "products": int(d.get("products", 1000)),
+            "categories": int(d.get("categories", 10)),
+        }
+
+    @contextlib.contextmanager
+    def catalog(self, label: str, workers: int = 1, **settings: object) -> Iterator[ServiceHandle]:
+        """A fresh catalog variant for one load, stopped right after it, as the lab's runner does.
+
+        Never two variants at once: they share one database, and a naive variant drops the
+        indexes an optimized one created (and the other way round) when it starts.
+        """
+        self.ensure_data()
+        if workers > 1:
+            # Two workers running the start-up index management at once collide on SQLite
+            # ("database is locked" on ANALYZE) and one dies; start an optimized one-worker
+            # variant first so the indexes exist, then let the workers leave them alone.
+            with self.catalog(label + "-prep", queries="optimized", cache="none"):
+                pass
+            settings = {**settings, "manage_indexes": False}
+        svc = self.lab.service("catalog", label=label, workers=workers, **settings)
+        try:
+            yield svc
+        finally:
+            svc.stop()
+            with contextlib.suppress(ValueError):
+                self.lab.services.remove(svc)
+
+    @contextlib.contextmanager
+    def bare(self) -> Iterator[ServiceHandle]:
+        """The bare FastAPI endpoint, through the same `start_service` (same uvicorn flags)."""
+        services.APPS.setdefault(BARE_SERVICE, "bench.bare_app:create_app")
+        svc = start_service(BARE_SERVICE, {}, self.work / "logs", label="bare-fastapi")
+        try:
+            yield svc
+        finally:
+            svc.stop()
+
+    def load(self, url: str, path: str, label: str, *, hot: bool = False, **kw) -> measure.Load:
+        """A closed-model load of the budget's length; `hot`: only the HOT_PRODUCTS ids."""
+        b = self.budget
+        extra = {**self.extra, "products": HOT_PRODUCTS} if hot else self.extra
+        opts = {"users": b.users, "duration": b.duration, "warmup": b.warmup, "extra": extra}
+        opts.update(kw)
+        load = measure.lab_load(url, path, self.raw, label, **opts)
+        if load.errors:
+            self.failures.append((label, load.errors, len(load.samples)))
+        return load
+
+    def close(self) -> None:
+        self.lab.close()
+
+
+def _rel(value: float, truth: float) -> float:
+    return (value / truth - 1) * 100 if truth else float("nan")
+
+
+def _locust_pct(row: dict, p: str) -> str:
+    """A percentile from Locust's --csv stats ("N/A" when its file holds no request yet)."""
+    try:
+        v = float(row.get(p))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "n/a"
+    return f"{v:.4g} ms" if v == v else "n/a"
+
+
+# --- 1 -----------------------------------------------------------------------------------------
+def fidelity(b: Bench) -> list[Row]:
+    """The lab's p50/p99 against a plain sequential client on the same server, same run."""
+    rows: list[Row] = []
+    bud = b.budget
+    topic = "Fidelity"
+    for mode, opts, what in (
+        ("sleep", {"delay_ms": 20}, "sleeps 20 ms"),
+        ("instant", {}, "answers at once"),
+    ):
+        target = measure.start_target(mode, b.work / "logs", **opts)
+        try:
+            before = measure.sequential_client(target.url, "/", bud.truth_seconds)
+            lab = b.load(
+                target.url,
+                "/",
+                f"fidelity-{mode}",
+                users=1,
+                duration=bud.fidelity_duration,
+                warmup=bud.warmup,
+            )
+            after = measure.sequential_client(target.url, "/", bud.truth_seconds)
+        finally:
+            target.stop()
+        truth = np.concatenate([before, after])
+        for p, tol in ((50, 5.0), (99, 10.0)):
+            t = float(np.percentile(truth, p))
+            v = lab.pct(p)
+            err = _rel(v, t)
+            rows.append(
+                Row(
+                    1,
+                    topic,
+                    f"p{p}, service that {what}: lab vs sequential http.client",
+                    err,
+                    "%",
+                    f"within ±{tol:g}%",
+                    verdict_at_most(abs(err), tol),
+                    f"lab {v:.3f} ms ({len(lab.samples)} req), truth {t:.3f} ms "
+                    f"({len(truth)} req), plain Locust {_locust_pct(lab.locust, f'{p}%')}; "
+                    f"means: lab {lab.samples['latency_ms'].mean():.3f} ms, Locust's own "
+                    f"{_locust_pct(lab.locust, 'Average Response Time')}, "
+                    f"truth {truth.mean():.3f} ms",
+                )
+            )
+        if mode == "instant":
+            lat = np.unique(lab.samples["latency_ms"].to_numpy(dtype=float))
+            step = float(np.diff(lat).min()) if len(lat) > 1 else float("nan")
+            rows.append(
+                Row(
+                    1,
+                    topic,
+                    "resolution of sub-millisecond latencies (smallest step between samples)",
+                    step,
+                    "ms",
+                    "≤ 0.01 ms",
+                    verdict_at_most(step, 0.01),
+                    f"lab p50 {lab.pct(50):.3f} ms; plain Locust reports whole ms "
+                    f"(p50 {_locust_pct(lab.locust, '50%')})",
+                )
+            )
+    return rows
+
+
+# --- 2 -----------------------------------------------------------------------------------------
+def stall_truth_ms(p: float, stall: float, period: float) -> float:
+    """Latency percentile of an open-model client hitting a service frozen `stall` s per `period`.
+
+    Arrivals are uniform in time. A request arriving `x` s into a freeze waits `stall - x`, so
+    with f = stall / period, P(latency > y) = f * (1 - y / stall) for 0 <= y < stall, and every
+    other request is answered at once (≈ 0). Hence, for p > 1 - f, the p-quantile is
+    stall * (1 - (1 - p) / f); below that it is ≈ 0.
+    """
+    f = stall / period
+    q = p / 100
+    return max(0.0, stall * (1 - (1 - q) / f)) * 1000
+
+
+def coordinated_omission(b: Bench) -> list[Row]:
+    bud = b.budget
+    window = bud.stall_period * bud.stall_periods
+    target = measure.start_target(
+        "stall", b.work / "logs", stall_s=bud.stall_length, period_s=bud.stall_period
+    )
+    try:
+        load = b.load(
+            target.url,
+            "/",
+            "co-stall",
+            model="open",
+            rate=bud.open_rate,
+            users=bud.open_users,
+            duration=math.ceil(bud.warmup + window + 1),
+            warmup=bud.warmup,
+        )
+    finally:
+        target.stop()
+    s = load.samples
+    # Exactly whole periods: any window of whole periods holds the same share of freeze.
+    s = s[s["t_intended"] < s["t_intended"].min() + window]
+    rows = []
+    for p in (95, 99):
+        truth = stall_truth_ms(p, bud.stall_length, bud.stall_period)
+        corrected = float(np.percentile(s["latency_ms"], p))
+        uncorrected = float(np.percentile(s["service_ms"], p))
+        err = _rel(corrected, truth)
+        rows.append(
+            Row(
+                2,
+                "Coordinated omission",
+                f"corrected p{p}, service frozen {bud.stall_length:g} s every "
+                f"{bud.stall_period:g} s, open model {bud.open_rate:g} req/s",
+                err,
+                "%",
+                "within ±15% of analytic truth",
+                verdict_at_most(abs(err), 15.0),
+                f"corrected {corrected:.1f} ms vs truth {truth:.1f} ms; uncorrected "
+                f"(from send) {uncorrected:.1f} ms; {len(s)} req over {window:g} s, "
+                f"{bud.open_users} users",
+            )
+        )
+    return rows
+
+
+# --- 3 -----------------------------------------------------------------------------------------
+def harness_overhead(b: Bench) -> list[Row]:
+    bud = b.budget
+    target = measure.start_target("instant", b.work / "logs")
+    lab_rps, bare_rps = [], []
+    try:
+        for r in range(bud.repeats):
+            order = ("bare", "lab") if r % 2 == 0 else ("lab", "bare")
+            for who in order:
+                label = f"harness-{who}-r{r}"
+                if who == "lab":
+                    load = b.load(target.url, "/", label, users=bud.users)
+                    lab_rps.append(float(load.locust_requests or np.nan) / bud.duration)
+                else:
+                    n = measure.bare_locust(
+                        target.url, "/", b.raw, label, users=bud.users, duration=bud.duration
+                    )
+                    bare_rps.append(float(n or np.nan) / bud.duration)
+    finally:
+        target.stop()
+    ratio = float(np.mean(lab_rps) / np.mean(bare_rps))
+    return [
+        Row(
+            3,
+            "Harness overhead",
+            "throughput, lab runner (raw samples on) / bare `locust` CLI, same endpoint",
+            ratio,
+            "x",
+            "≥ 0.85",
+            verdict_at_least(ratio, 0.85),
+            f"lab {np.mean(lab_rps):.0f} req/s vs bare {np.mean(bare_rps):.0f} req/s "
+            f"(requests in Locust's final summary over the same --run-time, {bud.users} users, "
+            f"{bud.repeats} round(s) interleaved: "
+            f"lab {', '.join(f'{x:.0f}' for x in lab_rps)}; "
+            f"bare {', '.join(f'{x:.0f}' for x in bare_rps)})",
+        )
+    ]
+
+
+# --- 4 -----------------------------------------------------------------------------------------
+def instrumentation_overhead(b: Bench) -> list[Row]:
+    bud = b.budget
+    variants = {
+        "on": {},
+        "off": {"log_enabled": False, "metrics_enabled": False, "headers_enabled": False},
+    }
+    loads: dict[str, list[measure.Load]] = {"on": [], "off": []}
+    for r in range(bud.repeats):
+        for name in ("on", "off") if r % 2 == 0 else ("off", "on"):
+            label = f"instr-{name}-r{r}"
+            with b.catalog(label, queries="optimized", cache="memory", **variants[name]) as svc:
+                loads[name].append(b.load(svc.url, DETAIL, label, hot=True))
+    rps = {k: float(np.mean([x.rps for x in v])) for k, v in loads.items()}
+    p50 = {
+        k: float(np.percentile(pd.concat([x.samples for x in v])["latency_ms"], 50))
+        for k, v in loads.items()
+    }
+    ratio = rps["on"] / rps["off"]
+    return [
+        Row(
+            4,
+            "Instrumentation overhead",
+            "throughput, logs + metrics + headers on / all off (detail endpoint, cache hits)",
+            ratio,
+            "x",
+            "≥ 0.90",
+            verdict_at_least(ratio, 0.90),
+            f"on {rps['on']:.0f} req/s, off {rps['off']:.0f} req/s; memory cache, "
+            f"{HOT_PRODUCTS} hot products, {bud.users} users, {bud.repeats} round(s) interleaved",
+        ),
+        Row(
+            4,
+            "Instrumentation overhead",
+            "p50 difference, on − off",
+            p50["on"] - p50["off"],
+            "ms",
+            "— (reported)",
+            "info",
+            f"p50 on {p50['on']:.3f} ms, off {p50['off']:.3f} ms",
+        ),
+    ]
+
+
+# --- 5 -----------------------------------------------------------------------------------------
+def rate_ratio_ci(
+    a: pd.DataFrame, b: pd.DataFrame, rounds: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Throughput ratio a/b (successful requests per second) with a 95% counting interval.
+
+    A slow variant may finish only a dozen requests in a run, too few for per-second bins, so
+    the interval treats each run's count as Poisson and resamples the counts (a parametric
+    bootstrap). Requests of a closed-model load are more regular than Poisson arrivals, so the
+    interval errs on the wide side.
+    """
+    na, nb = int(a["ok"].sum()), int(b["ok"].sum())
+    ta, tb = stats.window_seconds(a), stats.window_seconds(b)
+    point = (na / ta) / (nb / tb) if nb else float("nan")
+    rng = np.random.default_rng(seed)
+    boots = (rng.poisson(na, rounds) / ta) / (np.maximum(rng.poisson(nb, rounds), 0.5) / tb)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return float(point), float(lo), float(hi)
+
+
+def effect_sizes(b: Bench) -> list[Row]:
+    # The naive list endpoint may take seconds per request on the big dataset: twice the usual
+    # length, or it finishes too few requests after the warm-up to be counted.
+    dur = 2 * b.budget.duration
+    with b.catalog("effect-list-naive", queries="naive", cache="none") as svc:
+        ln = b.load(svc.url, LIST, "effect-list-naive", duration=dur)
+    with b.catalog("effect-list-optimized", queries="optimized", cache="none") as svc:
+        lo_ = b.load(svc.url, LIST, "effect-list-optimized", duration=dur)
+    ratio, lo, hi = rate_ratio_ci(lo_.samples, ln.samples)
+    rows = [
+        Row(
+            5,
+            "Effect sizes",
+            f"list endpoint throughput, optimized / naive (`{b.size}` dataset)",
+            ratio,
+            "x",
+            "≥ 10x",
+            verdict_at_least(ratio, 10),
+            f"95% CI {lo:.1f}–{hi:.1f}x; optimized {lo_.rps:.0f} req/s ({len(lo_.samples)} req), "
+            f"naive {ln.rps:.1f} req/s ({len(ln.samples)} req)"
+            + (" — naive finished no request after the warm-up" if ln.samples.empty else ""),
+        )
+    ]
+    detail: dict[str, measure.Load] = {}
+    for cache in ("none", "memory", "redis"):
+        label = f"effect-detail-{cache}"
+        with b.catalog(label, queries="optimized", cache=cache) as svc:
+            detail[cache] = b.load(svc.url, DETAIL, label)
+    both = pd.concat([ld.samples.assign(variant=k) for k, ld in detail.items()])
+    for cache in ("redis", "memory"):
+        c = stats.compare(both, "none", cache, 50)
+        rows.append(
+            Row(
+                5,
+                "Effect sizes",
+                f"detail endpoint p50, none / {cache} cache",
+                c["ratio"],
+                "x",
+                "≥ 3x",
+                verdict_at_least(c["ratio"], 3),
+                f"95% CI {c['ci_low']:.2f}–{c['ci_high']:.2f}x; p50 none "
+                f"{detail['none'].pct(50):.3f} ms, {cache} {detail[cache].pct(50):.3f} ms "
+                f"(Redis: {b.lab.redis_source})",
+            )
+        )
+    return rows
+
+
+# --- 6 -----------------------------------------------------------------------------------------
+def closeness_to_limit(b: Bench) -> list[Row]:
+    bud = b.budget
+    fast: list[float] = []
+    bare: list[float] = []
+    for r in range(bud.repeats):
+        for who in ("catalog", "bare") if r % 2 == 0 else ("bare", "catalog"):
+            if who == "catalog":
+                label = f"limit-catalog-r{r}"
+                with b.catalog(label, queries="optimized", cache="memory") as svc:
+                    fast.append(b.load(svc.url, DETAIL, label, hot=True).rps)
+            else:
+                with b.bare() as svc:
+                    bare.append(b.load(svc.url, DETAIL, f"limit-bare-r{r}", hot=True).rps)
+    ratio = float(np.mean(fast) / np.mean(bare))
+    return [
+        Row(
+            6,
+            "Closeness to the limit",
+            "throughput, fastest detail variant (memory cache, hits) / bare FastAPI constant",
+            ratio,
+            "x",
+            "≥ 0.6",
+            verdict_at_least(ratio, 0.6),
+            f"catalog {np.mean(fast):.0f} req/s vs bare {np.mean(bare):.0f} req/s, "
+            f"same uvicorn flags, 1 worker, {HOT_PRODUCTS} hot products",
+        )
+    ]
+
+
+# --- 7 -----------------------------------------------------------------------------------------
+def _mb(n: int) -> float:
+    return n / 2**20
+
+
+def scale(b: Bench) -> list[Row]:
+    bud = b.budget
+    rows: list[Row] = []
+    rps: dict[tuple[int, int], float] = {}
+    for uv, lw in bud.scale_configs:
+        label = f"scale-uv{uv}-lw{lw}"
+        users = max(bud.users, 2 * lw)
+        with b.catalog(label, workers=uv, queries="optimized", cache="memory") as svc:
+            rps[(uv, lw)] = b.load(svc.url, DETAIL, label, workers=lw, users=users, hot=True).rps
+    base = rps[(1, 1)]
+    for (uv, lw), v in rps.items():
+        rows.append(
+            Row(
+                7,
+                "Scale",
+                f"throughput, {uv} uvicorn worker(s) × {lw} Locust worker(s), vs 1 × 1",
+                v / base,
+                "x",
+                "— (reported)",
+                "info",
+                f"{v:.0f} req/s (1 × 1: {base:.0f} req/s), detail endpoint, memory cache hits",
+            )
+        )
+    if bud.demo:
+        run = measure.run_measured(
+            [sys.executable, "-m", "perflab.cli", "demo"], b.work / "demo.log", timeout=420
+        )
+        ok = run.returncode == 0 and not run.timed_out
+        rows.append(
+            Row(
+                7,
+                "Scale",
+                "`make demo` (perflab demo): wall time",
+                run.seconds,
+                "s",
+                "— (reported)",
+                "info" if ok else "error",
+                f"peak RSS of its process tree {_mb(run.peak_rss):.0f} MiB; exit code "
+                f"{run.returncode}{' (timed out)' if run.timed_out else ''}",
+            )
+        )
+    else:
+        rows.append(
+            Row(
+                7,
+                "Scale",
+                "`make demo`: wall time and peak RSS",
+                None,
+                "s",
+                "— (reported)",
+                "skipped",
+                "not run with --quick",
+            )
+        )
+    rows.append(notebooks(b))
+    return rows
+
+
+_RUN_NOTEBOOKS = """
+import sys, nbformat
+from nbclient import NotebookClient
+for path in sys.argv[1:]:
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(__import__("pathlib").Path(path).parent)}}
+                   ).execute()
+    print("ran", path, flush=True)
+"""
+
+
+def notebooks(b: Bench) -> Row:
+    found = sorted(paths.NOTEBOOKS.glob("*.ipynb")) if paths.NOTEBOOKS.is_dir() else []
+    measure_name = "full notebook run: wall time"
+    if not found:
+        return Row(
+            7,
+            "Scale",
+            measure_name,
+            None,
+            "s",
+            "— (reported)",
+            "skipped",
+            "no notebooks in this tree",
+        )
+    if not b.budget.notebooks:
+        return Row(
+            7,
+            "Scale",
+            measure_name,
+            None,
+            "s",
+            "— (reported)",
+            "skipped",
+            f"{len(found)} notebooks; not run with --quick",
+        )
+    # The notebooks get what is left of the 10-minute budget (at least a minute).
+    timeout = max(60.0, min(600.0, b.deadline - time.perf_counter() - 20))
+    run = measure.run_measured(
+        [sys.executable, "-c", _RUN_NOTEBOOKS, *map(str, found)],
+        b.work / "notebooks.log",
+        timeout=timeout,
+    )
+    ok = run.returncode == 0 and not run.timed_out
+    return Row(
+        7,
+        "Scale",
+        measure_name,
+        run.seconds,
+        "s",
+        "— (reported)",
+        "info" if ok else "error",
+        f"{len(found)} notebooks; peak RSS of the process tree {_mb(run.peak_rss):.0f} MiB; "
+        f"exit code {run.returncode}"
+        + (f" (stopped after {timeout:.0f} s)" if run.timed_out else ""),
+    )
+
+
+ITEMS = [
+    (1, "Fidelity", fidelity),
+    (2, "Coordinated omission", coordinated_omission),
+    (3, "Harness overhead", harness_overhead),
+    (4, "Instrumentation overhead", instrumentation_overhead),
+    (5, "Effect sizes", effect_sizes),
+    (6, "Closeness to the limit", closeness_to_limit),
+    (7, "Scale", scale),
+]

@@ -1,0 +1,279 @@
+"""Building blocks of the benchmarks: targets, a reference client, loads, process-tree memory.
+
+Everything here starts real processes through `perflab.procs.spawn`, so nothing outlives the
+bench, and measures with the lab's own code path (`perflab.loadgen.run_load`) wherever the lab
+is the thing being measured.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import pandas as pd
+
+from perflab import paths, stats
+from perflab.loadgen import Endpoint, LoadProfile, run_load
+from perflab.procs import ManagedProcess, free_port, http_ok, spawn, wait_until
+
+
+@dataclass
+class Target:
+    url: str
+    proc: ManagedProcess
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+def start_target(mode: str, log_dir: Path, **opts: float) -> Target:
+    """Start `bench.targets` (sleep / instant / stall) on a free loopback port."""
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.targets", "--mode", mode, "--port", str(port)]
+    for key, value in opts.items():
+        argv += [f"--{key.replace('_', '-')}", f"{value:g}"]
+    proc = spawn(f"target-{mode}", argv, output=log_dir / f"target-{mode}.out", cwd=paths.ROOT)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(http_ok(url + "/"), proc, 20, "answering GET /")
+    return Target(url, proc)
+
+
+def sequential_client(url: str, path: str, seconds: float, warmup: float = 0.2) -> np.ndarray:
+    """The truth: one keep-alive `http.client` connection, one request at a time, perf_counter.
+
+    Nothing between the clock and the socket but the standard library, so what it measures is
+    the server's latency plus the least client cost Python allows.
+    """
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    out: list[float] = []
+    t_begin = time.perf_counter()
+    t_end = t_begin + warmup + seconds
+    try:
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= t_end:
+                break
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            resp.read()
+            t1 = time.perf_counter()
+            if t0 - t_begin >= warmup:
+                out.append((t1 - t0) * 1000)
+    finally:
+        conn.close()
+    return np.asarray(out)
+
+
+@dataclass
+class Load:
+    """One load run: measured samples (warm-up dropped) and Locust's own summary row."""
+
+    samples: pd.DataFrame
+    locust: dict
+    label: str
+    locust_requests: int | None = None  # from Locust's final summary
+
+    @property
+    def rps(self) -> float:
+        ok = int(self.samples["ok"].sum())
+        return ok / stats.window_seconds(self.samples) if ok else 0.0
+
+    def pct(self, p: float, column: str = "latency_ms") -> float:
+        return float(np.percentile(self.samples[column].to_numpy(dtype=float), p))
+
+    @property
+    def errors(self) -> int:
+        return int((~self.samples["ok"]).sum())
+
+
+def read_locust_stats(out_dir: Path, label: str) -> dict:
+    """Locust's Aggregated row from its --csv stats (its percentiles are rounded buckets)."""
+    path = out_dir / f"locust-{label}_stats.csv"
+    if not path.exists():
+        return {}
+    df = pd.read_csv(path)
+    agg = df[df["Name"] == "Aggregated"]
+    return agg.iloc[0].to_dict() if not agg.empty else {}
+
+
+def locust_final_count(log: Path) -> int | None:
+    """Requests in Locust's end-of-run summary (the Aggregated line of its first table).
+
+    Its --csv stats file is rewritten only every second, so it can miss the last second of a
+    run (or, for a run of a second or two, hold nothing at all): throughput is taken from the
+    summary Locust prints when it stops.
+    """
+    if not log.exists():
+        return None
+    for line in log.read_text(errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) > 1 and parts[0] == "Aggregated" and parts[1].isdigit():
+            return int(parts[1])
+    return None
+
+
+def lab_load(
+    url: str,
+    path: str,
+    out_dir: Path,
+    label: str,
+    *,
+    users: int,
+    duration: float,
+    warmup: float,
+    workers: int = 1,
+    model: str = "closed",
+    rate: float | None = None,
+    extra: dict | None = None,
+) -> Load:
+    """A load through the lab's own runner (raw samples on)."""
+    prof = LoadProfile(
+        model=model,  # type: ignore[arg-type]
+        users=users,
+        rate=rate,
+        duration=duration,
+        warmup=warmup,
+        workers=workers,
+    )
+    res = run_load(
+        url,
+        [Endpoint(f"GET {path}", path)],
+        prof,
+        out_dir,
+        label=label,
+        progress=False,
+        extra_config=extra,
+    )
+    return Load(
+        stats.measured(res.samples, warmup),
+        read_locust_stats(out_dir, label),
+        label,
+        locust_final_count(res.locust_log),
+    )
+
+
+def bare_locust(
+    url: str, path: str, out_dir: Path, label: str, *, users: int, duration: float
+) -> int | None:
+    """Plain `locust` CLI, headless, with a textbook locustfile; returns its request count."""
+    locustfile = Path(__file__).with_name("locustfile_bare.py")
+    argv = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(locustfile),
+        "--headless",
+        "--users",
+        str(users),
+        "--spawn-rate",
+        str(users),
+        "--run-time",
+        f"{duration:g}s",
+        "--host",
+        url,
+        "--only-summary",
+        "--stop-timeout",
+        "3",
+        "--loglevel",
+        "WARNING",
+        "--csv",
+        str(out_dir / f"locust-{label}"),
+    ]
+    log = out_dir / f"{label}.log"
+    proc = spawn(label, argv, env={"BENCH_PATH": path}, output=log, cwd=paths.ROOT)
+    try:
+        proc.popen.wait(duration + 60)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        proc.stop()
+    return locust_final_count(log)
+
+
+# --- memory of a process tree ----------------------------------------------------------------
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _proc_table() -> dict[int, tuple[int, int]]:
+    """pid -> (ppid, rss bytes) for every process we can read, from /proc."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        table[int(entry)] = (int(fields[1]), int(fields[21]) * _PAGE)
+    return table
+
+
+def tree_rss(root: int) -> int:
+    """Resident memory of `root` and all its descendants, in bytes."""
+    table = _proc_table()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in table:
+            total += table[pid][1]
+        todo.extend(children.get(pid, []))
+    return total
+
+
+@dataclass
+class CommandRun:
+    returncode: int | None
+    seconds: float
+    peak_rss: int
+    timed_out: bool
+    log: Path
+
+
+def run_measured(
+    argv: list[str], log: Path, timeout: float, env: dict[str, str] | None = None
+) -> CommandRun:
+    """Run a command to completion; wall time and the peak RSS summed over its process tree.
+
+    The tree is sampled from /proc five times a second: `getrusage(RUSAGE_CHILDREN)` would only
+    give the largest single process, and a lab run is a tree (CLI, uvicorn, Locust, Redis).
+    """
+    proc = spawn(argv[0], argv, env=env, output=log, cwd=paths.ROOT)
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            if sys.platform.startswith("linux"):
+                peak = max(peak, tree_rss(proc.pid))
+            stop.wait(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    t0 = time.perf_counter()
+    sampler.start()
+    timed_out = False
+    try:
+        proc.popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    finally:
+        seconds = time.perf_counter() - t0
+        stop.set()
+        sampler.join()
+        proc.stop()
+    return CommandRun(proc.popen.returncode, seconds, peak, timed_out, log)
