@@ -18,7 +18,7 @@ from services.catalog.api.security import current_principal
 from services.catalog.core import protection
 from services.catalog.core.cache import make_cache
 from services.catalog.core.config import Settings, get_settings
-from services.catalog.core.db import Database, set_indexes
+from services.catalog.core.db import Database, schema_transaction, set_indexes
 from services.catalog.core.faults import Faults
 from services.catalog.models import Base
 from services.catalog.repository import repository_for
@@ -53,7 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         start_parent_watchdog()
-        Base.metadata.create_all(db.engine)
+        with schema_transaction(db.engine) as conn:  # workers start at once: one at a time
+            Base.metadata.create_all(conn)
         if settings.manage_indexes:
             indexes = set_indexes(db.engine, present=settings.queries == "optimized")
             logger.info("startup", variant=settings.variant, indexes=indexes)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -148,9 +149,28 @@ def existing_indexes(engine: Engine) -> list[str]:
     return sorted(n for n in names if n in OPTIONAL_INDEXES)
 
 
+# Any constant: the key of the PostgreSQL advisory lock that serializes schema set-up.
+_SCHEMA_LOCK_KEY = 7_240_001
+
+
+@contextmanager
+def schema_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that one process at a time gets, for schema set-up at start-up.
+
+    Every uvicorn worker runs the app's start-up: with two workers, two processes create tables
+    and indexes at once. SQLite would fail one with "database is locked" (a deferred transaction
+    cannot wait to upgrade to a writer), PostgreSQL could fail one on a duplicate catalog entry.
+    BEGIN IMMEDIATE (SQLite) and an advisory lock (PostgreSQL) make the second wait instead.
+    """
+    with engine.execution_options(**{_WRITE: True}).begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
+        yield conn
+
+
 def set_indexes(engine: Engine, present: bool) -> list[str]:
     """Create (or drop) the optimized variant's indexes; returns the ones that exist after."""
-    with engine.begin() as conn:
+    with schema_transaction(engine) as conn:
         for name, (table, columns) in OPTIONAL_INDEXES.items():
             if present:
                 conn.execute(text(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({columns})"))

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import threading
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from services.catalog import datagen
+from services.catalog.core.db import existing_indexes, make_engine, set_indexes
 
 
 def _requests_counted(url: str, route: str) -> float:
@@ -52,3 +58,46 @@ def test_metrics_count_requests_across_two_workers(start_catalog):
     folder = svc.metrics_dir
     svc.stop()
     assert not folder.exists(), "the lab removes the multiprocess folder when the service stops"
+
+
+def test_concurrent_schema_set_up_never_fails_on_the_lock(tmp_path):
+    """Every uvicorn worker runs start-up (tables, indexes, ANALYZE) at the same moment.
+
+    Three engines (as three workers would have) set the indexes at once, dropping and creating
+    them in turn (six rounds): none may fail with "database is locked". Without the serialized
+    schema transaction, a worker whose read snapshot predates another's commit fails to upgrade.
+    """
+    if not database_is_sqlite():
+        pytest.skip("the lock this guards against is SQLite's; PostgreSQL uses an advisory lock")
+    url = f"sqlite:///{tmp_path / 'medium.sqlite3'}"
+    datagen.generate(url, "medium", 42)
+    first = make_engine(url)
+    set_indexes(first, True)  # a database that has been used: indexes and statistics exist
+    first.dispose()
+    errors: list[str] = []
+    for round_ in range(6):
+        engines = [make_engine(url) for _ in range(3)]
+        barrier = threading.Barrier(len(engines))
+
+        def work(engine, present: bool, barrier: threading.Barrier) -> None:
+            barrier.wait()
+            try:
+                set_indexes(engine, present)
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+        threads = [
+            threading.Thread(target=work, args=(e, round_ % 2 == 0, barrier)) for e in engines
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for e in engines:
+            e.dispose()
+    assert errors == []
+    assert existing_indexes(make_engine(url)) == []  # the last round dropped them
+
+
+def database_is_sqlite() -> bool:
+    return os.environ.get("DATABASE_URL", "sqlite").startswith("sqlite")
