@@ -47,18 +47,14 @@ def redis_url(tmp_root: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def start_catalog(
-    database_url: str, tmp_root: Path
-) -> Iterator[Callable[..., ServiceHandle]]:
+def start_catalog(database_url: str, tmp_root: Path) -> Iterator[Callable[..., ServiceHandle]]:
     """Start a catalog variant as a real uvicorn subprocess; all are stopped at session end."""
     started: list[ServiceHandle] = []
 
     def start(label: str, workers: int = 1, **settings: object) -> ServiceHandle:
         env = {"CATALOG_DATABASE_URL": database_url}
         env.update({f"CATALOG_{k.upper()}": str(v) for k, v in settings.items()})
-        handle = start_service(
-            "catalog", env, tmp_root / "logs", label=label, workers=workers
-        )
+        handle = start_service("catalog", env, tmp_root / "logs", label=label, workers=workers)
         started.append(handle)
         return handle
 
