@@ -9,12 +9,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test lint format lab bench clean test-external
+.PHONY: help install demo test lint format lab bench clean test-external check-exercises
 
 help:
 	@echo "make demo    - set up, run the main comparison, print and save it (data/results/)"
 	@echo "make test    - set up, lint, run the whole test suite (notebooks included)"
 	@echo "make lab     - open JupyterLab on notebooks/"
+	@echo "make check-exercises - run every exercise solution notebook with its checks"
 	@echo "make format  - format the code with ruff"
 	@echo "make clean   - remove .venv, generated data and results"
 
@@ -44,6 +45,11 @@ test: lint
 # The service tests again, against external PostgreSQL and Redis (set DATABASE_URL, REDIS_URL).
 test-external: install
 	$(BIN)/python -m pytest tests/services -m "not notebook"
+
+# Every solution notebook under notebooks/solutions/, run with a fresh kernel; its check cell
+# asserts on what it measured.
+check-exercises: install
+	$(BIN)/python -m pytest tests/notebooks/test_notebooks.py -k "solutions" -p no:cacheprovider
 
 lab: install
 	$(BIN)/jupyter lab notebooks/

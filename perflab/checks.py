@@ -364,22 +364,30 @@ def check_retrying_client(
                 statuses.append(f"{type(exc).__name__}: {exc}")
             time.sleep(interval)
 
+    stop_probing = threading.Event()
+
     def probe_down() -> None:
-        try:
-            httpx.get(url, timeout=0.5, trust_env=False)
-        except httpx.HTTPError:
-            down_seen.set()
+        while not stop_probing.is_set():
+            try:
+                httpx.get(url, timeout=0.5, trust_env=False)
+            except httpx.HTTPError:
+                down_seen.set()
+            time.sleep(0.05)
 
     t = threading.Thread(target=client, name="student-client", daemon=True)
     t.start()
     time.sleep(interval * 2)
-    restart_service_started = time.monotonic()
-    watcher = threading.Thread(target=restart_service, name="restart", daemon=True)
-    watcher.start()
-    while watcher.is_alive():
-        probe_down()
-        time.sleep(0.05)
-    downtime = time.monotonic() - restart_service_started
+    prober = threading.Thread(target=probe_down, name="probe", daemon=True)
+    prober.start()
+    started = time.monotonic()
+    # The restart runs in *this* thread: a service spawned from a thread that then exits would
+    # be killed with it (PR_SET_PDEATHSIG follows the parent thread, not the process).
+    try:
+        restart_service()
+    finally:
+        downtime = time.monotonic() - started
+        stop_probing.set()
+        prober.join(timeout=5)
     t.join(timeout=120)
     ok = sum(s == 200 for s in statuses)
     result = CheckResult(

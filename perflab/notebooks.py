@@ -106,9 +106,10 @@ def execute(
         inject_parameters(nb, parameters)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="perflab-kernel-") as spec_dir:
+        km = _kernel_manager(Path(spec_dir))
         client = NotebookClient(
             nb,
-            km=_kernel_manager(Path(spec_dir)),
+            km=km,
             timeout=int(timeout),
             kernel_name=KERNEL_NAME,
             resources={"metadata": {"path": str(path.parent)}},
@@ -122,6 +123,9 @@ def execute(
         except DeadKernelError as exc:
             raise NotebookError(f"{_rel(path)}: the kernel died: {exc}") from None
         finally:
+            # nbclient leaves a kernel it was handed running: stop it (and its children) here.
+            if km.has_kernel:
+                km.shutdown_kernel(now=True)
             if output is not None:
                 output.parent.mkdir(parents=True, exist_ok=True)
                 nbformat.write(nb, output)

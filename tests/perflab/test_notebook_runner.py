@@ -36,6 +36,23 @@ def test_parameters_override_defaults_with_this_interpreter(tmp_path):
     assert len(nbformat.read(path, as_version=4).cells) == 2
 
 
+def test_the_kernel_is_stopped_afterwards(tmp_path):
+    import os
+    import time
+
+    path = _write(tmp_path, "QUICK = False", "import os\nprint('pid', os.getpid())")
+    done = notebooks.execute(path, {"QUICK": True}, timeout=60)
+    pid = int(done.text().split("pid", 1)[1].split()[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"kernel {pid} still running after execute()")
+
+
 def test_a_failing_cell_raises_with_its_error(tmp_path):
     path = _write(tmp_path, "QUICK = False", "raise ValueError('boom in cell two')", "print('no')")
     out = tmp_path / "executed.ipynb"
