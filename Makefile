@@ -9,13 +9,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test lint format lab bench clean test-external
+.PHONY: help install demo test lint format lab bench clean test-external check-exercises
 
 help:
 	@echo "make demo    - set up, run the main comparison, print and save it (data/results/)"
 	@echo "make test    - set up, lint, run the whole test suite (notebooks included)"
 	@echo "make lab     - open JupyterLab on notebooks/"
 	@echo "make bench   - measure the lab itself (~10 min; BENCH_ARGS=--quick for ~1 min)"
+	@echo "make check-exercises - run every exercise solution notebook with its checks"
 	@echo "make format  - format the code with ruff"
 	@echo "make clean   - remove .venv, generated data and results"
 
@@ -51,6 +52,11 @@ test-external: install
 # The lab measures itself: writes bench/results/<date>.md and .csv (see bench/__init__.py).
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Every solution notebook under notebooks/solutions/, run with a fresh kernel; its check cell
+# asserts on what it measured.
+check-exercises: install
+	$(BIN)/python -m pytest tests/notebooks/test_notebooks.py -k "solutions" -p no:cacheprovider
 
 # JupyterLab refuses to run as root without --allow-root (containers, CI machines).
 lab: install

@@ -1,0 +1,163 @@
+"""Run a notebook top to bottom with a fresh kernel, with its parameters overridden.
+
+The convention is papermill's: the code cell tagged `parameters` holds the defaults
+(`QUICK = False` and whatever is derived from it); `execute` inserts a cell right after it that
+sets the overrides, so the notebook reads exactly as committed and the tests run it in quick
+mode. The kernel is always this interpreter's (a kernelspec written to a temporary folder), so
+a stale `python3` kernelspec elsewhere on the machine cannot run the notebook in the wrong
+environment.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from perflab import paths
+from perflab.errors import LabError
+
+PARAMETERS_TAG = "parameters"
+INJECTED_TAG = "injected-parameters"
+KERNEL_NAME = "perflab-python3"
+
+
+class NotebookError(LabError):
+    """A cell failed: the message names the notebook, the cell and the error."""
+
+
+@dataclass
+class Executed:
+    path: Path
+    notebook: object  # nbformat.NotebookNode, with outputs
+    seconds: float
+
+    def text(self) -> str:
+        """Everything the code cells printed (streams and plain-text results)."""
+        parts = []
+        for cell in self.notebook.cells:
+            for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+                parts.append(out.get("text", ""))
+                parts.append(out.get("data", {}).get("text/plain", ""))
+        return "".join(parts)
+
+    def images(self) -> int:
+        return sum(
+            "image/png" in out.get("data", {})
+            for cell in self.notebook.cells
+            if cell.cell_type == "code"
+            for out in cell.get("outputs", [])
+        )
+
+
+def parameters_index(nb) -> int:
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and PARAMETERS_TAG in cell.metadata.get("tags", []):
+            return i
+    raise NotebookError("the notebook has no code cell tagged 'parameters'")
+
+
+def inject_parameters(nb, parameters: dict) -> None:
+    """Insert a cell setting `parameters` right after the `parameters` cell (in place)."""
+    import nbformat
+
+    index = parameters_index(nb)
+    source = "# Parameters injected by perflab.notebooks.execute\n" + "\n".join(
+        f"{name} = {value!r}" for name, value in parameters.items()
+    )
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["tags"] = [INJECTED_TAG]
+    nb.cells.insert(index + 1, cell)
+
+
+def _kernel_manager(spec_dir: Path):
+    """A KernelManager whose only kernelspec is this interpreter's ipykernel."""
+    from ipykernel.kernelspec import write_kernel_spec
+    from jupyter_client import KernelManager
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    write_kernel_spec(spec_dir / KERNEL_NAME)
+    ksm = KernelSpecManager(kernel_dirs=[str(spec_dir)], ensure_native_kernel=False)
+    return KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=ksm)
+
+
+def execute(
+    path: str | Path,
+    parameters: dict | None = None,
+    timeout: float = 300,
+    output: Path | None = None,
+) -> Executed:
+    """Run `path` with a fresh kernel; raise `NotebookError` with the failing cell's error.
+
+    `timeout` is per cell (seconds). `output`, if given, receives the executed notebook (also
+    when a cell fails: the traceback is in it).
+    """
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise NotebookError(f"no notebook at {path}")
+    nb = nbformat.read(path, as_version=4)
+    if parameters:
+        inject_parameters(nb, parameters)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="perflab-kernel-") as spec_dir:
+        km = _kernel_manager(Path(spec_dir))
+        client = NotebookClient(
+            nb,
+            km=km,
+            timeout=int(timeout),
+            kernel_name=KERNEL_NAME,
+            resources={"metadata": {"path": str(path.parent)}},
+        )
+        try:
+            client.execute(cwd=str(path.parent))
+        except CellExecutionError as exc:
+            raise NotebookError(f"{_rel(path)}: a cell failed:\n{exc}") from None
+        except CellTimeoutError as exc:
+            raise NotebookError(f"{_rel(path)}: a cell ran over {timeout:g} s: {exc}") from None
+        except DeadKernelError as exc:
+            raise NotebookError(f"{_rel(path)}: the kernel died: {exc}") from None
+        finally:
+            # nbclient leaves a kernel it was handed running: stop it (and its children) here.
+            if km.has_kernel:
+                km.shutdown_kernel(now=True)
+            if output is not None:
+                output.parent.mkdir(parents=True, exist_ok=True)
+                nbformat.write(nb, output)
+    return Executed(path, nb, time.monotonic() - started)
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(paths.ROOT))
+    except ValueError:
+        return str(path)
+
+
+def all_notebooks(root: Path | None = None) -> list[Path]:
+    """Every notebook under notebooks/ except exercises (those are for students to fill in)."""
+    root = root or paths.NOTEBOOKS
+    return sorted(
+        p
+        for p in root.rglob("*.ipynb")
+        if ".ipynb_checkpoints" not in p.parts and "exercises" not in p.relative_to(root).parts
+    )
+
+
+def has_outputs(path: Path) -> list[int]:
+    """Indexes of code cells that carry outputs or an execution count (commit them clean)."""
+    nb = json.loads(Path(path).read_text())
+    return [
+        i
+        for i, c in enumerate(nb["cells"])
+        if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count") is not None)
+    ]
+
+
+def quick_parameters() -> dict:
+    return {"QUICK": True}

@@ -1,0 +1,77 @@
+"""Every notebook runs top to bottom with a fresh kernel in quick mode, and is committed clean.
+
+Walkthrough notebooks and the exercises' solutions are executed (a solution's check cell asserts
+on what it measured, so a solution that stops solving fails here); exercises are only checked
+for structure, since their student cells are empty on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from perflab import notebooks, paths
+
+ALL = sorted(p for p in paths.NOTEBOOKS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+RUN = notebooks.all_notebooks()
+EXERCISES = sorted((paths.NOTEBOOKS / "exercises").glob("*.ipynb"))
+TIMINGS: dict[str, float] = {}
+
+
+def _id(p) -> str:
+    return str(p.relative_to(paths.NOTEBOOKS))
+
+
+def test_there_are_notebooks_to_run():
+    names = {p.name for p in RUN}
+    assert {f"0{i}_" for i in range(1, 10)} <= {n[:3] for n in names}, names
+    assert len(EXERCISES) >= 4
+    solutions = {p.name for p in (paths.NOTEBOOKS / "solutions").glob("*.ipynb")}
+    assert {p.name for p in EXERCISES} == solutions, "each exercise has a solution of its name"
+
+
+@pytest.mark.parametrize("path", ALL, ids=_id)
+def test_committed_without_outputs(path):
+    assert notebooks.has_outputs(path) == [], f"clear outputs before committing {_id(path)}"
+
+
+@pytest.mark.parametrize("path", ALL, ids=_id)
+def test_has_a_quick_parameters_cell(path):
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    cell = nb.cells[notebooks.parameters_index(nb)]
+    assert "QUICK = False" in cell.source
+    source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "import locust" not in source and "from locust" not in source
+
+
+@pytest.mark.parametrize("path", EXERCISES, ids=_id)
+def test_exercise_has_goal_student_cells_and_a_check(path):
+    nb = json.loads(path.read_text())
+    text = "".join("".join(c["source"]) for c in nb["cells"])
+    assert "## Goal" in text and "checks.check_" in text and "YOUR CODE" in text
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", RUN, ids=_id)
+def test_runs_in_quick_mode(path, artifacts):
+    out = artifacts / "notebooks" / path.relative_to(paths.NOTEBOOKS)
+    done = notebooks.execute(path, notebooks.quick_parameters(), timeout=240, output=out)
+    TIMINGS[_id(path)] = done.seconds
+    assert "Error" not in "".join(
+        o.get("ename", "") for c in done.notebook.cells for o in c.get("outputs", [])
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_timings():
+    start = time.monotonic()
+    yield
+    if TIMINGS:
+        lines = [f"  {s:6.1f} s  {name}" for name, s in sorted(TIMINGS.items())]
+        total = time.monotonic() - start
+        print(f"\nnotebooks in quick mode: {sum(TIMINGS.values()):.0f} s ({total:.0f} s wall)")
+        print("\n".join(lines))

@@ -1,0 +1,79 @@
+"""Notebook helpers against a real service and real frames."""
+
+from __future__ import annotations
+
+import httpx
+import pandas as pd
+
+from perflab import lessons
+
+
+def test_diagnostics_and_probe(start_catalog):
+    svc = start_catalog("t-lessons")
+    d = lessons.diagnostics(httpx.get(svc.url + "/products?limit=2", trust_env=False))
+    assert d["status"] == 200 and int(d["x-db-queries"]) >= 1 and d["x-request-id"]
+    table = lessons.probe(
+        svc.url,
+        [("GET", "/products?limit=100000", None), ("POST", "/products/1/reviews", {"x": 1})],
+    )
+    assert table["status"].tolist() == [422, 422]
+    assert table["json"].all() and not table["traceback_leaked"].any()
+
+
+def test_counter_rate_and_timeline():
+    metrics = pd.DataFrame(
+        {
+            "t": [0.0, 0.0, 1.0, 1.0, 2.0, 2.0],
+            "metric": ["http_requests_total"] * 6,
+            "labels": ["a", "b"] * 3,
+            "value": [0, 0, 10, 5, 30, 15],
+            "variant": ["v"] * 6,
+        }
+    )
+    rate = lessons.counter_rate(metrics, "http_requests_total")
+    assert rate["rate"].tolist() == [15.0, 30.0]
+    fig = lessons.metric_timeline(metrics, "http_requests_total", "req/s")
+    assert fig.axes[0].get_ylabel() == "req/s"
+
+
+def test_join_logs_and_gate():
+    samples = pd.DataFrame(
+        {
+            "request_id": pd.array(["a", "b"], dtype="string"),
+            "variant": ["v", "v"],
+            "endpoint": ["e", "e"],
+            "latency_ms": [5.0, 7.0],
+            "status": [200, 200],
+        }
+    )
+    logs = pd.DataFrame(
+        {
+            "event": ["request", "startup"],
+            "request_id": ["a", None],
+            "route": ["/x", None],
+            "duration_ms": [3.0, None],
+            "db_queries": [1, None],
+        }
+    )
+    joined = lessons.join_logs(samples, logs)
+    assert joined["outside_service_ms"].tolist() == [2.0]
+    comparison = pd.DataFrame(
+        {
+            "experiment": ["q", "q"],
+            "baseline": ["a", "a"],
+            "variant": ["b", "c"],
+            "statistic": ["p95", "p95"],
+            "ratio": [2.0, 0.5],
+            "verdict": ["faster", "slower"],
+        }
+    )
+    assert lessons.perf_gate(comparison)["passes"].tolist() == [True, False]
+
+
+def test_setup_checks(tmp_path):
+    from perflab.lab import Lab
+
+    with Lab(size="tiny", database_url=f"sqlite:///{tmp_path / 'c.sqlite3'}") as lab:
+        table = lessons.setup_checks(lab)
+    assert table.set_index("check").loc["catalog answers /healthz", "ok"], table
+    assert table["ok"].sum() >= len(table) - 1
