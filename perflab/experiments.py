@@ -82,6 +82,20 @@ EXPERIMENTS: dict[str, Experiment] = {
         profile=LoadProfile(model="closed", users=8, duration=30, warmup=5),
         quick_profile=LoadProfile(model="closed", users=4, duration=8, warmup=2),
     ),
+    "tls": Experiment(
+        name="tls",
+        title="TLS: what encryption in transit costs per request",
+        question="How much latency and throughput does HTTPS cost on a cheap, cached endpoint?",
+        variants=[
+            Variant("http", {"queries": "optimized", "cache": "memory", **UNLIMITED}),
+            # `tls` is not a service setting but a way of starting it: the lab serves HTTPS with
+            # its self-signed certificate and the load verifies against it.
+            Variant("https", {"queries": "optimized", "cache": "memory", "tls": True, **UNLIMITED}),
+        ],
+        mix=[Endpoint("GET /products/{id}", "/products/{product}")],
+        profile=LoadProfile(model="closed", users=8, duration=30, warmup=5),
+        quick_profile=LoadProfile(model="closed", users=4, duration=8, warmup=2),
+    ),
 }
 
 DEMO = ["queries", "caching"]

@@ -24,3 +24,26 @@ def test_lab_services_are_unlimited_unless_asked():
     lab = Lab(database_url="sqlite:///unused.sqlite3", redis_url="redis://127.0.0.1:1/0")
     assert lab.catalog_env()["CATALOG_RATE_LIMIT_ENABLED"] == "false"
     assert lab.catalog_env(rate_limit_enabled=True)["CATALOG_RATE_LIMIT_ENABLED"] == "true"
+
+
+def test_tls_experiment_runs_both_variants_over_their_own_scheme(database_url, tmp_root):
+    from perflab import experiments
+    from perflab.lab import Lab
+    from perflab.loadgen import LoadProfile
+    from perflab.runner import run_experiments
+
+    with Lab(size="tiny", database_url=database_url, log_dir=tmp_root / "tls-logs") as lab:
+        run = run_experiments(
+            [experiments.get("tls")],
+            lab=lab,
+            profile=LoadProfile(users=2, duration=3, warmup=1),
+            progress=False,
+            echo=False,
+        )
+    summary = run.summary.set_index("variant")
+    assert set(summary.index) == {"http", "https"}
+    assert (summary["failures"] == 0).all() and (summary["requests"] > 0).all()
+    env = run.manifest["experiments"]["tls"]["variants"]
+    assert env["https"]["settings"]["tls"] is True
+    logs = run.logs
+    assert set(logs["variant"]) >= {"http", "https"}
