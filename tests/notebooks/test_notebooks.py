@@ -75,3 +75,19 @@ def _report_timings():
         total = time.monotonic() - start
         print(f"\nnotebooks in quick mode: {sum(TIMINGS.values()):.0f} s ({total:.0f} s wall)")
         print("\n".join(lines))
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", EXERCISES, ids=_id)
+def test_exercise_runs_up_to_its_check_and_fails_there(path, artifacts):
+    """An exercise as committed is not solved: every cell runs, and the check cell fails."""
+    out = artifacts / "notebooks" / path.relative_to(paths.NOTEBOOKS)
+    with pytest.raises(notebooks.NotebookError):
+        notebooks.execute(path, notebooks.quick_parameters(), timeout=240, output=out)
+    nb = json.loads(out.read_text())
+    failed = [
+        "".join(c["source"])
+        for c in nb["cells"]
+        if any(o.get("output_type") == "error" for o in c.get("outputs", []))
+    ]
+    assert len(failed) == 1 and "checks.check_" in failed[0], failed
