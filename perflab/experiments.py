@@ -82,6 +82,28 @@ EXPERIMENTS: dict[str, Experiment] = {
         profile=LoadProfile(model="closed", users=8, duration=30, warmup=5),
         quick_profile=LoadProfile(model="closed", users=4, duration=8, warmup=2),
     ),
+    "instrumentation": Experiment(
+        name="instrumentation",
+        title="Instrumentation: what logs, metrics and timing headers cost",
+        question="How much throughput and latency does observability cost on a cached read?",
+        variants=[
+            Variant("on", {"queries": "optimized", "cache": "memory", **UNLIMITED}),
+            Variant(
+                "off",
+                {
+                    "queries": "optimized",
+                    "cache": "memory",
+                    "log_enabled": False,
+                    "metrics_enabled": False,
+                    "headers_enabled": False,
+                    **UNLIMITED,
+                },
+            ),
+        ],
+        mix=[Endpoint("GET /products/{id}", "/products/{product}")],
+        profile=LoadProfile(model="closed", users=8, duration=30, warmup=5),
+        quick_profile=LoadProfile(model="closed", users=4, duration=8, warmup=2),
+    ),
     "tls": Experiment(
         name="tls",
         title="TLS: what encryption in transit costs per request",
