@@ -20,30 +20,26 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 
-from perflab import paths, stats
+from perflab import paths, stats, targets
 from perflab.loadgen import Endpoint, LoadProfile, run_load
-from perflab.procs import ManagedProcess, free_port, http_ok, spawn, wait_until
+from perflab.procs import spawn
 
 
-@dataclass
-class Target:
-    url: str
-    proc: ManagedProcess
+def start_target(mode: str, log_dir: Path, **opts: float) -> targets.Target:
+    """The lab's known-latency server (`perflab.targets`), in the benchmark's terms.
 
-    def stop(self) -> None:
-        self.proc.stop()
-
-
-def start_target(mode: str, log_dir: Path, **opts: float) -> Target:
-    """Start `bench.targets` (sleep / instant / stall) on a free loopback port."""
-    port = free_port()
-    argv = [sys.executable, "-m", "bench.targets", "--mode", mode, "--port", str(port)]
-    for key, value in opts.items():
-        argv += [f"--{key.replace('_', '-')}", f"{value:g}"]
-    proc = spawn(f"target-{mode}", argv, output=log_dir / f"target-{mode}.out", cwd=paths.ROOT)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(http_ok(url + "/"), proc, 20, "answering GET /")
-    return Target(url, proc)
+    sleep: `delay_ms` per request; instant: no delay; stall: frozen `stall_s` every `period_s`
+    (no delay otherwise, so the analytic truth is the stall alone).
+    """
+    if mode == "sleep":
+        return targets.start_target("sleep", opts.get("delay_ms", 20.0), log_dir=log_dir)
+    if mode == "instant":
+        return targets.start_target("fast", 0.0, log_dir=log_dir)
+    if mode == "stall":
+        return targets.start_target(
+            "stall", 0.0, stall_every=opts["period_s"], stall_s=opts["stall_s"], log_dir=log_dir
+        )
+    raise ValueError(f"unknown target mode {mode!r}")
 
 
 def sequential_client(url: str, path: str, seconds: float, warmup: float = 0.2) -> np.ndarray:

@@ -70,10 +70,16 @@ def diagnostics(resp: httpx.Response) -> dict[str, Any]:
     return out
 
 
-def probe(url: str, requests: Iterable[tuple[str, str, Any]]) -> pd.DataFrame:
-    """Send (method, path, json) requests; one row each: status, JSON or not, traceback leaked."""
+def probe(
+    url: str, requests: Iterable[tuple[str, str, Any]], headers: dict[str, str] | None = None
+) -> pd.DataFrame:
+    """Send (method, path, json) requests; one row each: status, JSON or not, traceback leaked.
+
+    `headers` go with every request: an editor's `Authorization`, so a hostile write body is
+    judged by validation rather than stopped at the door with a 401.
+    """
     rows = []
-    with httpx.Client(base_url=url, timeout=10, trust_env=False) as client:
+    with httpx.Client(base_url=url, timeout=10, trust_env=False, headers=headers) as client:
         for method, path, body in requests:
             r = client.request(method, path, json=body)
             rows.append(
@@ -113,18 +119,6 @@ def metric_timeline(metrics: pd.DataFrame, metric: str, ylabel: str) -> plt.Figu
     ax.legend()
     fig.tight_layout()
     return fig
-
-
-def join_logs(samples: pd.DataFrame, logs: pd.DataFrame) -> pd.DataFrame:
-    """Each recorded request beside the service's log line for it (joined on request id)."""
-    if samples.empty or logs.empty or "request_id" not in logs.columns:
-        return pd.DataFrame()
-    cols = [c for c in ("request_id", "route", "duration_ms", "db_queries", "db_ms") if c in logs]
-    server = logs[logs.get("event") == "request"][cols] if "event" in logs else logs[cols]
-    client = samples[["request_id", "variant", "endpoint", "latency_ms", "status"]]
-    joined = client.merge(server.astype({"request_id": "string"}), on="request_id", how="inner")
-    joined["outside_service_ms"] = joined["latency_ms"] - joined["duration_ms"]
-    return joined
 
 
 def perf_gate(comparison: pd.DataFrame, statistic: str = "p95") -> pd.DataFrame:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from perflab import plots, report, results, stats
+from perflab.analysis import read_logs
 from perflab.errors import LabError
 from perflab.experiments import Experiment
 from perflab.lab import Lab
@@ -65,14 +66,8 @@ class Run:
 
 
 def _read_log(path: Path) -> list[dict]:
-    rows = []
-    if path.exists():
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
+    """A service's JSON log lines as dicts (unparsable lines skipped)."""
+    return read_logs(path).to_dict("records")
 
 
 def run_experiments(

@@ -8,16 +8,17 @@ import pandas as pd
 from perflab import lessons
 
 
-def test_diagnostics_and_probe(start_catalog):
+def test_diagnostics_and_probe(start_catalog, login):
     svc = start_catalog("t-lessons")
     d = lessons.diagnostics(httpx.get(svc.url + "/products?limit=2", trust_env=False))
     assert d["status"] == 200 and int(d["x-db-queries"]) >= 1 and d["x-request-id"]
-    table = lessons.probe(
-        svc.url,
-        [("GET", "/products?limit=100000", None), ("POST", "/products/1/reviews", {"x": 1})],
-    )
-    assert table["status"].tolist() == [422, 422]
-    assert table["json"].all() and not table["traceback_leaked"].any()
+    hostile = [("GET", "/products?limit=100000", None), ("POST", "/products/1/reviews", {"x": 1})]
+    anonymous = lessons.probe(svc.url, hostile)
+    assert anonymous["status"].tolist() == [422, 401]  # a write needs a token first
+    editor = lessons.probe(svc.url, hostile, headers=login(svc, "editor"))
+    assert editor["status"].tolist() == [422, 422]
+    for table in (anonymous, editor):
+        assert table["json"].all() and not table["traceback_leaked"].any()
 
 
 def test_counter_rate_and_timeline():
@@ -36,27 +37,7 @@ def test_counter_rate_and_timeline():
     assert fig.axes[0].get_ylabel() == "req/s"
 
 
-def test_join_logs_and_gate():
-    samples = pd.DataFrame(
-        {
-            "request_id": pd.array(["a", "b"], dtype="string"),
-            "variant": ["v", "v"],
-            "endpoint": ["e", "e"],
-            "latency_ms": [5.0, 7.0],
-            "status": [200, 200],
-        }
-    )
-    logs = pd.DataFrame(
-        {
-            "event": ["request", "startup"],
-            "request_id": ["a", None],
-            "route": ["/x", None],
-            "duration_ms": [3.0, None],
-            "db_queries": [1, None],
-        }
-    )
-    joined = lessons.join_logs(samples, logs)
-    assert joined["outside_service_ms"].tolist() == [2.0]
+def test_perf_gate():
     comparison = pd.DataFrame(
         {
             "experiment": ["q", "q"],
