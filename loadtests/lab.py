@@ -21,6 +21,7 @@ from locust import FastHttpUser, between, constant, events, task
 from locust.exception import StopUser
 
 from perflab.recorder import Recorder, Schedule, new_request_id
+from services.common.watchdog import start_parent_watchdog
 
 CONFIG: dict = json.loads(os.environ.get("PERFLAB_LOAD", "{}"))
 MIX: list[dict] = CONFIG.get("mix") or [{"name": "GET /", "path": "/"}]
@@ -60,18 +61,6 @@ def _fill(template: str) -> str:
     )
 
 
-def _watch_parent() -> None:
-    raw = os.environ.get("PERFLAB_PARENT_PID", "")
-    if not raw.isdigit():
-        return
-    while True:
-        try:
-            os.kill(int(raw), 0)
-        except ProcessLookupError:
-            os._exit(1)
-        gevent.sleep(0.5)
-
-
 @events.init.add_listener
 def _on_init(environment, **_kw) -> None:
     global _recorder, _schedule
@@ -91,7 +80,7 @@ def _on_init(environment, **_kw) -> None:
                 _recorder.flush()
 
         gevent.spawn(flusher)
-    gevent.spawn(_watch_parent)
+    start_parent_watchdog()  # a greenlet here (gevent patches threads): exit with the lab
 
 
 def _open_schedule(environment) -> Schedule:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from perflab.errors import LabError
 from perflab.procs import ManagedProcess, free_port, port_in_use, spawn, wait_until
+from services.common.watchdog import start_parent_watchdog
 
 MODES = ("sleep", "fast", "stall")
 
@@ -118,31 +118,13 @@ class _Server:
         await writer.drain()
 
 
-async def _watch_parent() -> None:
-    """Exit when the process that started us is gone (covers platforms without PDEATHSIG)."""
-    raw = os.environ.get("PERFLAB_PARENT_PID", "")
-    if not raw.isdigit():
-        return
-    while True:
-        try:
-            os.kill(int(raw), 0)
-        except ProcessLookupError:
-            os._exit(1)
-        except PermissionError:
-            pass
-        await asyncio.sleep(0.5)
-
-
 async def serve(behaviour: TargetBehaviour, port: int, host: str = "127.0.0.1") -> None:
     server = _Server(behaviour)
     srv = await asyncio.start_server(server.handle, host, port, backlog=1024)
-    watcher = asyncio.create_task(_watch_parent())
+    start_parent_watchdog()  # exit with the lab that started us, whatever killed it
     print(f"perflab target ({behaviour.mode}) on http://{host}:{port}", flush=True)
     async with srv:
-        try:
-            await srv.serve_forever()
-        finally:
-            watcher.cancel()
+        await srv.serve_forever()
 
 
 @dataclass
