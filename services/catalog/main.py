@@ -25,7 +25,7 @@ from services.catalog.repository import repository_for
 from services.catalog.service import Catalog
 from services.common.logging import make_logger
 from services.common.metrics import ServiceMetrics
-from services.common.middleware import ObservabilityMiddleware
+from services.common.middleware import add_observability
 from services.common.watchdog import start_parent_watchdog
 
 
@@ -85,12 +85,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(admin.router)
     protection.install(app, settings, logger=logger, metrics=metrics, faults=faults)
-    app.add_middleware(
-        ObservabilityMiddleware,
-        logger=logger,
-        metrics=metrics,
-        variant=settings.variant,
-        headers=settings.headers_enabled,
-        log=settings.log_enabled,
-    )
+    add_observability(app, settings, logger=logger, metrics=metrics)
     return app

@@ -143,3 +143,17 @@ class ObservabilityMiddleware:
                 else:
                     self.logger.info("request", **fields)
             context.current.reset(token)
+
+
+def add_observability(
+    app: Any, settings: Any, *, logger: Any, metrics: ServiceMetrics | None
+) -> None:
+    """Install `ObservabilityMiddleware` from a service's settings (variant, headers, log)."""
+    app.add_middleware(
+        ObservabilityMiddleware,
+        logger=logger,
+        metrics=metrics,
+        variant=settings.variant,
+        headers=settings.headers_enabled,
+        log=settings.log_enabled,
+    )

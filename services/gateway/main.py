@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from services.common.logging import make_logger
 from services.common.metrics import ServiceMetrics
-from services.common.middleware import ObservabilityMiddleware
+from services.common.middleware import add_observability
 from services.common.watchdog import start_parent_watchdog
 from services.gateway.api.routes import categories, ops, products
 from services.gateway.core.config import Settings, get_settings
@@ -57,12 +57,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(products.router)
     app.include_router(categories.router)
     app.include_router(ops.router)
-    app.add_middleware(
-        ObservabilityMiddleware,
-        logger=logger,
-        metrics=metrics,
-        variant=settings.variant,
-        headers=settings.headers_enabled,
-        log=settings.log_enabled,
-    )
+    add_observability(app, settings, logger=logger, metrics=metrics)
     return app

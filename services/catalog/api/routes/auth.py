@@ -47,6 +47,19 @@ async def _credentials(request: Request) -> tuple[str, str]:
     return username, password
 
 
+# The same credentials, as a form (OAuth2 password flow) or as JSON.
+_CREDENTIALS = {
+    "schema": {
+        "type": "object",
+        "required": ["username", "password"],
+        "properties": {
+            "username": {"type": "string", "maxLength": _MAX_FIELD},
+            "password": {"type": "string", "maxLength": _MAX_FIELD},
+        },
+    }
+}
+
+
 @router.post(
     "/token",
     summary="Get an access token (demo users: viewer, editor, admin)",
@@ -55,26 +68,8 @@ async def _credentials(request: Request) -> tuple[str, str]:
         "requestBody": {
             "required": True,
             "content": {
-                "application/x-www-form-urlencoded": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["username", "password"],
-                        "properties": {
-                            "username": {"type": "string", "maxLength": _MAX_FIELD},
-                            "password": {"type": "string", "maxLength": _MAX_FIELD},
-                        },
-                    }
-                },
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["username", "password"],
-                        "properties": {
-                            "username": {"type": "string", "maxLength": _MAX_FIELD},
-                            "password": {"type": "string", "maxLength": _MAX_FIELD},
-                        },
-                    }
-                },
+                "application/x-www-form-urlencoded": _CREDENTIALS,
+                "application/json": _CREDENTIALS,
             },
         }
     },
