@@ -21,7 +21,7 @@ from locust import FastHttpUser, between, constant, events, task
 from locust.exception import StopUser
 
 from perflab.recorder import Recorder, Schedule, new_request_id
-from services.common.watchdog import start_parent_watchdog
+from perflab_services.common.watchdog import start_parent_watchdog
 
 CONFIG: dict = json.loads(os.environ.get("PERFLAB_LOAD", "{}"))
 MIX: list[dict] = CONFIG.get("mix") or [{"name": "GET /", "path": "/"}]

@@ -44,7 +44,7 @@ def _require(cond: bool, message: str) -> None:
 
 def _timed_queries(fn: Callable[[], Any]) -> tuple[Any, int, float]:
     """Call `fn` in a fresh request context: its result, SQL statements run, milliseconds."""
-    from services.common import context
+    from perflab_services.common import context
 
     ctx = context.RequestContext(context.new_request_id())
     token = context.current.set(ctx)
@@ -100,9 +100,9 @@ def check_list_products(
     and means), run at most `max_queries` SQL statements, and have a p95 at least
     `min_p95_ratio` times lower than the naive code's, measured on the same database.
     """
-    from services.catalog import schemas
-    from services.catalog.core.db import Database, set_indexes
-    from services.catalog.repository import NaiveRepository
+    from perflab_services.catalog import schemas
+    from perflab_services.catalog.core.db import Database, set_indexes
+    from perflab_services.catalog.repository import NaiveRepository
 
     db = Database(database_url)
     try:
@@ -160,7 +160,7 @@ def check_list_products(
 def _category_ids():
     from sqlalchemy import select
 
-    from services.catalog.models import Category
+    from perflab_services.catalog.models import Category
 
     return select(Category.id)
 
@@ -187,8 +187,8 @@ def check_cache(
     does (no stale data forever). Effect: product-detail reads with Zipf-popular ids, through
     the cache, reach `min_hit_ratio` and a p50 `min_p50_ratio` times lower than uncached reads.
     """
-    from services.catalog.core.db import Database
-    from services.catalog.repository import OptimizedRepository
+    from perflab_services.catalog.core.db import Database
+    from perflab_services.catalog.repository import OptimizedRepository
 
     calls: list[str] = []
 
@@ -265,7 +265,7 @@ def check_cache(
 def _count_products():
     from sqlalchemy import func, select
 
-    from services.catalog.models import Product
+    from perflab_services.catalog.models import Product
 
     return select(func.count(Product.id))
 

@@ -176,7 +176,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def cmd_data(args: argparse.Namespace) -> int:
     from perflab.lab import default_database_url
-    from services.catalog import datagen
+    from perflab_services.catalog import datagen
 
     url = args.database_url or default_database_url(args.size)
     info = datagen.generate(url, args.size, args.seed)

@@ -52,7 +52,7 @@ class Lab:
     # --- resources ------------------------------------------------------------------------
     def ensure_data(self) -> dict:
         """Generate the seeded dataset unless the database already holds it."""
-        from services.catalog import datagen
+        from perflab_services.catalog import datagen
 
         if self.dataset is None:
             self.dataset = datagen.ensure(self.database_url, self.size, self.seed)
@@ -112,7 +112,7 @@ class Lab:
         else:
             upstreams = []
             if name == "gateway" and not settings.get("catalog_url"):
-                from services.catalog.core.config import Settings as CatalogSettings
+                from perflab_services.catalog.core.config import Settings as CatalogSettings
 
                 catalog_keys = set(CatalogSettings.model_fields) - {"log_file", "service_name"}
                 catalog_settings = {k: settings.pop(k) for k in list(settings) if k in catalog_keys}

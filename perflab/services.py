@@ -17,8 +17,8 @@ from perflab.errors import LabError
 from perflab.procs import ManagedProcess, free_port, port_in_use, spawn, wait_until
 
 APPS = {
-    "catalog": "services.catalog.main:create_app",
-    "gateway": "services.gateway.main:create_app",
+    "catalog": "perflab_services.catalog.main:create_app",
+    "gateway": "perflab_services.gateway.main:create_app",
 }
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from perflab.errors import LabError
 from perflab.procs import ManagedProcess, free_port, port_in_use, spawn, wait_until
-from services.common.watchdog import start_parent_watchdog
+from perflab_services.common.watchdog import start_parent_watchdog
 
 MODES = ("sleep", "fast", "stall")
 

@@ -20,7 +20,7 @@ os.environ.setdefault("PERFLAB_RESULTS_DIR", str(_TMP / "results"))
 
 from perflab.redis_server import EmbeddedRedis  # noqa: E402
 from perflab.services import ServiceHandle, start_service  # noqa: E402
-from services.catalog import datagen  # noqa: E402
+from perflab_services.catalog import datagen  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 

@@ -29,3 +29,18 @@ def test_environment_yml_brings_python_and_redis_server():
     conda = [d for d in env["dependencies"] if isinstance(d, str)]
     assert any(d.startswith("python>=3.11") for d in conda)
     assert "redis-server" in conda
+
+
+def test_every_package_folder_is_listed_under_its_import_name():
+    """`services/` is imported as `perflab_services` (tool.setuptools.package-dir): setuptools
+    cannot discover mapped packages, so each one is listed, and a forgotten one would be missing
+    from the wheel."""
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(tool["packages"])
+    mapping = {folder: name for name, folder in tool.get("package-dir", {}).items()}
+    found = set()
+    for folder in ("perflab", "services"):
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT).parts
+            found.add(".".join((mapping.get(rel[0], rel[0]), *rel[1:])))
+    assert found == listed

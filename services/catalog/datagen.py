@@ -24,8 +24,8 @@ from time import perf_counter
 from sqlalchemy import Column, Connection, MetaData, String, Table, insert, select
 from sqlalchemy.engine import make_url
 
-from services.catalog.core.db import is_sqlite, make_engine
-from services.catalog.models import Base, Category, Product, Review
+from perflab_services.catalog.core.db import is_sqlite, make_engine
+from perflab_services.catalog.models import Base, Category, Product, Review
 
 GENERATOR_VERSION = "1"
 

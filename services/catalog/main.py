@@ -1,4 +1,4 @@
-"""The catalog app factory: `uvicorn --factory services.catalog.main:create_app`.
+"""The catalog app factory: `uvicorn --factory perflab_services.catalog.main:create_app`.
 
 Everything variant-specific is decided here from `Settings`: which repository, which cache,
 which indexes exist, and whether logs, metrics and timing headers are on.
@@ -13,20 +13,20 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from services.catalog.api.routes import admin, auth, categories, ops, products
-from services.catalog.api.security import current_principal
-from services.catalog.core import protection
-from services.catalog.core.cache import make_cache
-from services.catalog.core.config import Settings, get_settings
-from services.catalog.core.db import Database, schema_transaction, set_indexes
-from services.catalog.core.faults import Faults
-from services.catalog.models import Base
-from services.catalog.repository import repository_for
-from services.catalog.service import Catalog
-from services.common.logging import make_logger
-from services.common.metrics import ServiceMetrics
-from services.common.middleware import add_observability
-from services.common.watchdog import start_parent_watchdog
+from perflab_services.catalog.api.routes import admin, auth, categories, ops, products
+from perflab_services.catalog.api.security import current_principal
+from perflab_services.catalog.core import protection
+from perflab_services.catalog.core.cache import make_cache
+from perflab_services.catalog.core.config import Settings, get_settings
+from perflab_services.catalog.core.db import Database, schema_transaction, set_indexes
+from perflab_services.catalog.core.faults import Faults
+from perflab_services.catalog.models import Base
+from perflab_services.catalog.repository import repository_for
+from perflab_services.catalog.service import Catalog
+from perflab_services.common.logging import make_logger
+from perflab_services.common.metrics import ServiceMetrics
+from perflab_services.common.middleware import add_observability
+from perflab_services.common.watchdog import start_parent_watchdog
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -21,10 +21,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.sql import Select
 
-from services.catalog import repository as repo
-from services.catalog import schemas
-from services.catalog.core.db import OPTIONAL_INDEXES, make_engine
-from services.catalog.models import Category, Product
+from perflab_services.catalog import repository as repo
+from perflab_services.catalog import schemas
+from perflab_services.catalog.core.db import OPTIONAL_INDEXES, make_engine
+from perflab_services.catalog.models import Category, Product
 
 
 @dataclass

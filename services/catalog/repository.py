@@ -17,8 +17,8 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, with_parent
 
-from services.catalog import schemas
-from services.catalog.models import Category, Product, Review
+from perflab_services.catalog import schemas
+from perflab_services.catalog.models import Category, Product, Review
 
 LATEST_REVIEWS = 5
 
@@ -51,7 +51,7 @@ def _summary(ratings: list[int]) -> schemas.RatingSummary:
 
 
 # --- statements ------------------------------------------------------------------------------
-# The repositories build their SQL with these functions, so `services.catalog.plans` can ask the
+# The repositories build their SQL with these functions, so `perflab_services.catalog.plans` can ask the
 # database how it would run exactly the same statements without running the endpoint.
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from services.catalog import repository, schemas
-from services.catalog.core.db import Database
+from perflab_services.catalog import repository, schemas
+from perflab_services.catalog.core.db import Database
 
 
 def product_key(product_id: int) -> str:

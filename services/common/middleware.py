@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
 from typing import Any
 
-from services.common import context
-from services.common.metrics import ServiceMetrics
+from perflab_services.common import context
+from perflab_services.common.metrics import ServiceMetrics
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

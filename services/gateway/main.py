@@ -1,4 +1,4 @@
-"""The gateway app factory: `uvicorn --factory services.gateway.main:create_app`.
+"""The gateway app factory: `uvicorn --factory perflab_services.gateway.main:create_app`.
 
 The gateway is all I/O (it waits on the catalog), so its handlers are `async def` and share one
 pooled `httpx.AsyncClient` per worker: no thread per request, no new TCP connection per call.
@@ -12,14 +12,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from services.common.logging import make_logger
-from services.common.metrics import ServiceMetrics
-from services.common.middleware import add_observability
-from services.common.watchdog import start_parent_watchdog
-from services.gateway.api.routes import categories, ops, products
-from services.gateway.core.config import Settings, get_settings
-from services.gateway.core.metrics import UpstreamMetrics
-from services.gateway.core.upstream import CatalogClient, UpstreamError
+from perflab_services.common.logging import make_logger
+from perflab_services.common.metrics import ServiceMetrics
+from perflab_services.common.middleware import add_observability
+from perflab_services.common.watchdog import start_parent_watchdog
+from perflab_services.gateway.api.routes import categories, ops, products
+from perflab_services.gateway.core.config import Settings, get_settings
+from perflab_services.gateway.core.metrics import UpstreamMetrics
+from perflab_services.gateway.core.upstream import CatalogClient, UpstreamError
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

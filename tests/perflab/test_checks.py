@@ -8,8 +8,8 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from perflab import checks
-from services.catalog import schemas
-from services.catalog.repository import NaiveRepository, OptimizedRepository
+from perflab_services.catalog import schemas
+from perflab_services.catalog.repository import NaiveRepository, OptimizedRepository
 
 
 class _TTL:

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from services.catalog.service import Catalog
+from perflab_services.catalog.service import Catalog
 
 
 def get_catalog(request: Request) -> Catalog:

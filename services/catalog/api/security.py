@@ -11,14 +11,14 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from services.catalog.core.security import (
+from perflab_services.catalog.core.security import (
     ANONYMOUS,
     InvalidToken,
     Principal,
     bearer_token,
     role_at_least,
 )
-from services.common import context
+from perflab_services.common import context
 
 PRINCIPAL_SCOPE_KEY = "perflab.principal"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from services.common.middleware import Receive, Scope, Send
+from perflab_services.common.middleware import Receive, Scope, Send
 
 __all__ = ["Receive", "Scope", "Send", "header", "send_json"]
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
-from services.common import context
+from perflab_services.common import context
 
 PREFIX = "catalog:v1:"
 Loader = Callable[[], bytes]

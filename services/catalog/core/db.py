@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.common import context
+from perflab_services.common import context
 
 
 def _add_db_time(seconds: float) -> None:

@@ -34,8 +34,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, event
 
-from services.catalog.core.asgi import Receive, Scope, Send, send_json
-from services.common import context
+from perflab_services.catalog.core.asgi import Receive, Scope, Send, send_json
+from perflab_services.common import context
 
 EXEMPT_PREFIXES = ("/admin", "/auth", "/healthz", "/metrics")
 FAULT_NAMES = ("latency", "errors", "cache_outage", "slow_db", "cpu_burn")

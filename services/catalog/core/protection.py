@@ -14,11 +14,11 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from services.catalog.api.security import principal_from_scope
-from services.catalog.core.faults import FaultMiddleware, Faults
-from services.catalog.core.limits import BodySizeLimitMiddleware
-from services.catalog.core.ratelimit import RateLimiter, RateLimitMiddleware
-from services.catalog.core.security import Authenticator, InvalidToken
+from perflab_services.catalog.api.security import principal_from_scope
+from perflab_services.catalog.core.faults import FaultMiddleware, Faults
+from perflab_services.catalog.core.limits import BodySizeLimitMiddleware
+from perflab_services.catalog.core.ratelimit import RateLimiter, RateLimitMiddleware
+from perflab_services.catalog.core.security import Authenticator, InvalidToken
 
 
 def client_identifier(auth: Authenticator):

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Response
 
-from services.gateway.core.upstream import CatalogClient
+from perflab_services.gateway.core.upstream import CatalogClient
 
 
 def get_client(request: Request) -> CatalogClient:

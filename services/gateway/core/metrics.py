@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-from services.common.metrics import LATENCY_BUCKETS, ServiceMetrics
+from perflab_services.common.metrics import LATENCY_BUCKETS, ServiceMetrics
 
 
 class UpstreamMetrics:

@@ -24,10 +24,10 @@ from typing import Any
 
 import httpx
 
-from services.common import context
-from services.gateway.core.breaker import CircuitBreaker
-from services.gateway.core.config import Settings
-from services.gateway.core.metrics import UpstreamMetrics
+from perflab_services.common import context
+from perflab_services.gateway.core.breaker import CircuitBreaker
+from perflab_services.gateway.core.config import Settings
+from perflab_services.gateway.core.metrics import UpstreamMetrics
 
 RETRYABLE_STATUS = frozenset({502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

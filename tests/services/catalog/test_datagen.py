@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.catalog import datagen
+from perflab_services.catalog import datagen
 
 
 def test_same_seed_same_rows_other_seed_other_rows(tmp_path):

@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from perflab import auth, faults
 from perflab.loadgen import Endpoint, LoadProfile, run_load
 from perflab.redis_server import EmbeddedRedis
-from services.catalog.core.db import make_engine
-from services.catalog.models import Review
+from perflab_services.catalog.core.db import make_engine
+from perflab_services.catalog.models import Review
 
 
 @pytest.fixture(scope="module")

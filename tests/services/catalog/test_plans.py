@@ -7,10 +7,10 @@ import re
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from services.catalog import plans
-from services.catalog.core.db import existing_indexes, is_sqlite, make_engine
-from services.catalog.repository import NaiveRepository, OptimizedRepository
-from services.catalog.schemas import ProductFilters
+from perflab_services.catalog import plans
+from perflab_services.catalog.core.db import existing_indexes, is_sqlite, make_engine
+from perflab_services.catalog.repository import NaiveRepository, OptimizedRepository
+from perflab_services.catalog.schemas import ProductFilters
 
 
 def _by_step(result: list[plans.QueryPlan]) -> dict[tuple[str, str], plans.QueryPlan]:

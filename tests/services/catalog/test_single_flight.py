@@ -11,7 +11,7 @@ import httpx
 import pytest
 import redis
 
-from services.catalog.core.cache import PREFIX
+from perflab_services.catalog.core.cache import PREFIX
 
 N = 16
 CATEGORY = 3

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.catalog import datagen
-from services.catalog.core.db import existing_indexes, make_engine, set_indexes
+from perflab_services.catalog import datagen
+from perflab_services.catalog.core.db import existing_indexes, make_engine, set_indexes
 
 
 def _requests_counted(url: str, route: str) -> float:

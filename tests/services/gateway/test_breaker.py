@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from services.gateway.core.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
-from services.gateway.core.config import Settings
+from perflab_services.gateway.core.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from perflab_services.gateway.core.config import Settings
 
 
 class Clock:

@@ -6,8 +6,8 @@ import os
 
 from fastapi import APIRouter, Request
 
-from services.catalog.api.security import Admin
-from services.catalog.core.faults import FaultSpec
+from perflab_services.catalog.api.security import Admin
+from perflab_services.catalog.core.faults import FaultSpec
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response
 
-from services.catalog import schemas
-from services.catalog.api.deps import CatalogDep
-from services.catalog.repository import NotFound
+from perflab_services.catalog import schemas
+from perflab_services.catalog.api.deps import CatalogDep
+from perflab_services.catalog.repository import NotFound
 
 router = APIRouter(prefix="/categories", tags=["categories"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import text
 
-from services.catalog.core.db import existing_indexes
+from perflab_services.catalog.core.db import existing_indexes
 
 router = APIRouter(tags=["ops"])
 

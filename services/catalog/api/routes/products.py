@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response
 
-from services.catalog import schemas
-from services.catalog.api.deps import CatalogDep, SessionDep
-from services.catalog.api.security import Editor
-from services.catalog.repository import NotFound
+from perflab_services.catalog import schemas
+from perflab_services.catalog.api.deps import CatalogDep, SessionDep
+from perflab_services.catalog.api.security import Editor
+from perflab_services.catalog.repository import NotFound
 
 router = APIRouter(prefix="/products", tags=["products"])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from services.gateway.api.deps import ClientDep, proxy_get
+from perflab_services.gateway.api.deps import ClientDep, proxy_get
 
 router = APIRouter(prefix="/categories", tags=["categories"])
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
 
-from services.gateway.api.deps import ClientDep, proxy_get
+from perflab_services.gateway.api.deps import ClientDep, proxy_get
 
 router = APIRouter(prefix="/products", tags=["products"])
 
