@@ -1,7 +1,8 @@
 """The catalog's schema: categories, products, reviews (SQLAlchemy 2 typed ORM).
 
 No `index=True` on the filtered and sorted columns: indexes belong to the `optimized` variant and
-are created or dropped by `perflab_services.catalog.core.db.set_indexes`, so the lab can show what they do.
+are created or dropped by `perflab_services.catalog.core.db.set_indexes`, so the lab can show
+what they do.
 Relationships load lazily by default: the `naive` variant relies on that (N+1), the `optimized`
 variant asks for eager loading per query.
 """

@@ -51,8 +51,8 @@ def _summary(ratings: list[int]) -> schemas.RatingSummary:
 
 
 # --- statements ------------------------------------------------------------------------------
-# The repositories build their SQL with these functions, so `perflab_services.catalog.plans` can ask the
-# database how it would run exactly the same statements without running the endpoint.
+# The repositories build their SQL with these functions, so `perflab_services.catalog.plans` can
+# ask the database how it would run exactly the same statements without running the endpoint.
 
 
 def naive_page(f: schemas.ProductFilters) -> Select:
