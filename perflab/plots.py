@@ -19,7 +19,7 @@ import pandas as pd
 from matplotlib.ticker import FuncFormatter
 
 if TYPE_CHECKING:
-    from perflab.runner import Run
+    from perflab.results import Run
 
 _PLAIN = FuncFormatter(lambda v, _pos: f"{v:g}")
 _SPARSE = FuncFormatter(lambda v, _pos: f"{v:g}" if f"{v:e}"[0] in "25" else "")
