@@ -522,7 +522,7 @@ def scale(b: Bench) -> list[Row]:
 # `make test` runs (classroom mode is longer by design and does not fit the 10-minute budget).
 _RUN_NOTEBOOKS = """
 import sys
-from perflab import notebooks
+from perflab.classroom import notebooks
 for path in notebooks.all_notebooks():
     done = notebooks.execute(path, notebooks.quick_parameters(), timeout=300)
     print(f"ran {path} in {done.seconds:.1f} s", flush=True)
@@ -530,7 +530,7 @@ for path in notebooks.all_notebooks():
 
 
 def notebooks(b: Bench) -> Row:
-    from perflab.notebooks import all_notebooks
+    from perflab.classroom.notebooks import all_notebooks
 
     found = all_notebooks() if paths.NOTEBOOKS.is_dir() else []
     measure_name = "full notebook run (quick mode, as `make test` runs it): wall time"

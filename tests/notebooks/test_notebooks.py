@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from perflab import notebooks, paths
+from perflab import paths
+from perflab.classroom import notebooks
 
 ALL = sorted(p for p in paths.NOTEBOOKS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 RUN = notebooks.all_notebooks()

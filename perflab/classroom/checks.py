@@ -3,8 +3,8 @@
 A check cell in an exercise notebook calls one function here. It runs the student's function
 for real (a real SQLite/PostgreSQL database, a real service subprocess), measures it, prints
 what it measured, and raises `CheckFailed` with a sentence saying what to fix. The logic lives
-here, not in the notebooks, so it is tested (tests/perflab/test_checks.py) and the same for
-every student.
+here, not in the notebooks, so it is tested (tests/perflab/classroom/test_checks.py) and the
+same for every student.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def inject_parameters(nb, parameters: dict) -> None:
     import nbformat
 
     index = parameters_index(nb)
-    source = "# Parameters injected by perflab.notebooks.execute\n" + "\n".join(
+    source = "# Parameters injected by perflab.classroom.notebooks.execute\n" + "\n".join(
         f"{name} = {value!r}" for name, value in parameters.items()
     )
     cell = nbformat.v4.new_code_cell(source)

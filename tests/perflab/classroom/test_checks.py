@@ -7,7 +7,7 @@ import time
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from perflab import checks
+from perflab.classroom import checks
 from perflab_services.catalog import schemas
 from perflab_services.catalog.repository import NaiveRepository, OptimizedRepository
 
