@@ -40,7 +40,28 @@ _MODULES = (
     "webui",
 )
 
-__all__ = ["LabError", "__version__", *_NAMES, *_MODULES]
+__all__ = [
+    "Endpoint",
+    "Experiment",
+    "Lab",
+    "LabError",
+    "LoadProfile",
+    "Run",
+    "Variant",
+    "__version__",
+    "analysis",
+    "auth",
+    "classroom",
+    "experiments",
+    "faults",
+    "plots",
+    "report",
+    "results",
+    "run_experiments",
+    "run_load",
+    "stats",
+    "webui",
+]
 
 if TYPE_CHECKING:  # what type checkers and editors see; nothing is imported at run time
     from perflab import (

@@ -32,19 +32,34 @@ def _write_run(name: str = "roundtrip", warmup: float = 1.0, **medians: float) -
             s = samples(lognormal(500, ms, seed=10 * rep + i), rate=50, t0=1e6 + 100 * rep)
             s["x_cache"] = "hit" if variant != "none" else ""
             metrics = [{"t": 1e6, "metric": "http_requests_total", "labels": "{}", "value": 5.0}]
-            logs = [{"event": "request", "request_id": rid, "duration_ms": 1.5, "db_queries": 1}
-                    for rid in s["request_id"][:3]]  # fmt: skip
+            logs = [
+                {"event": "request", "request_id": rid, "duration_ms": 1.5, "db_queries": 1}
+                for rid in s["request_id"][:3]
+            ]
             settings = exp.variant(variant).settings
-            run.add_variant("caching", variant, s, settings=settings, repeat=rep,
-                            env={"CATALOG_CACHE": variant, "CATALOG_REDIS_URL": "redis://secret"},
-                            metrics=metrics, logs=logs)  # fmt: skip
+            run.add_variant(
+                "caching",
+                variant,
+                s,
+                settings=settings,
+                repeat=rep,
+                env={"CATALOG_CACHE": variant, "CATALOG_REDIS_URL": "redis://secret"},
+                metrics=metrics,
+                logs=logs,
+            )
     return run.finish()
 
 
 def test_save_then_load_gives_the_same_run() -> None:
     run = _write_run(none=10.0, memory=2.0)
-    for name in ("summary.csv", "comparison.csv", "samples.csv.gz", "metrics.csv",
-                 "logs.jsonl", "manifest.json"):  # fmt: skip
+    for name in (
+        "summary.csv",
+        "comparison.csv",
+        "samples.csv.gz",
+        "metrics.csv",
+        "logs.jsonl",
+        "manifest.json",
+    ):
         assert (run.path / name).is_file(), name
     back = Run.load(run.path)
     assert back.path == run.path
@@ -121,7 +136,7 @@ def test_a_results_folder_that_cannot_be_made_is_one_line_exit_2(
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     monkeypatch.setattr(paths, "RESULTS", blocker / "results")
-    with pytest.raises(LabError, match="cannot write a run folder in .*Not a directory"):
+    with pytest.raises(LabError, match=r"cannot write a run folder in .*Not a directory"):
         Run.start("x")
     # the CLI: before any dataset, service or load is started
     assert main(["run", "caching", "--size", "tiny", "--duration", "2"]) == 2
@@ -136,8 +151,17 @@ def test_compare_gate_on_saved_runs(capsys) -> None:
     slower = _write_run("slower", none=14.0)
     assert main(["compare", str(base.path), str(same.path), "--fail-if-slower", "10%"]) == 0
     assert "PASS" in capsys.readouterr().out
-    code = main(["compare", str(base.path), str(slower.path), "--fail-if-slower", "10%",
-                 "--statistics", "p50,p99,rps"])  # fmt: skip
+    code = main(
+        [
+            "compare",
+            str(base.path),
+            str(slower.path),
+            "--fail-if-slower",
+            "10%",
+            "--statistics",
+            "p50,p99,rps",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 1
     fails = [ln for ln in out.splitlines() if ln.startswith("FAIL")]
@@ -169,8 +193,17 @@ def test_compare_options_are_checked(argv, message, capsys) -> None:
 
 def test_summary_columns_are_defined_once() -> None:
     """The contract users open in pandas: the stable names, from one list."""
-    assert results.SUMMARY_COLUMNS[:9] == ["experiment", "variant", "endpoint", "requests",
-                                           "failures", "error_rate", "rps", "rps_sd", "p50_ms"]  # fmt: skip
+    assert results.SUMMARY_COLUMNS[:9] == [
+        "experiment",
+        "variant",
+        "endpoint",
+        "requests",
+        "failures",
+        "error_rate",
+        "rps",
+        "rps_sd",
+        "p50_ms",
+    ]
     assert {"p95_ms", "p99_ms", "max_ms", "p50_ci_low", "p99_ci_high"} <= set(
         results.SUMMARY_COLUMNS
     )

@@ -103,8 +103,9 @@ def test_compare_on_throughput() -> None:
     more = samples(np.concatenate([lat, lat]), rate=80, variant="new")  # 800 in 10 s
     c = stats.compare(pd.concat([base, more]), "base", "new", "rps")
     assert c["verdict"] == "faster" and c["ratio"] == pytest.approx(2.0, rel=0.05)
-    c = stats.compare(pd.concat([more.assign(variant="base"), base.assign(variant="new")]),
-                      "base", "new", "rps")  # fmt: skip
+    c = stats.compare(
+        pd.concat([more.assign(variant="base"), base.assign(variant="new")]), "base", "new", "rps"
+    )
     assert c["verdict"] == "slower" and c["ratio"] == pytest.approx(0.5, rel=0.05)
     same = samples(lognormal(400, 10.0, seed=6), rate=40, variant="new")
     c = stats.compare(pd.concat([base, same]), "base", "new", "rps")
@@ -121,8 +122,10 @@ def test_compare_with_repeats_is_less_sure_of_a_drift_one_repetition_shows() -> 
         [samples(lognormal(500, 10.0, seed=r), variant="base", repeat=r) for r in range(3)]
     )
     new = pd.concat(
-        [samples(lognormal(500, m, seed=10 + r), variant="new", repeat=r)
-         for r, m in enumerate((10.0, 10.0, 12.5))]  # fmt: skip
+        [
+            samples(lognormal(500, m, seed=10 + r), variant="new", repeat=r)
+            for r, m in enumerate((10.0, 10.0, 12.5))
+        ]
     )
     both = pd.concat([base, new], ignore_index=True)
     hier = stats.compare(both, "base", "new", "p50")
@@ -196,8 +199,14 @@ def test_compare_runs_groups_by_experiment_variant_endpoint() -> None:
     def run(ms: float, seed: int) -> pd.DataFrame:
         return pd.concat(
             [
-                samples(lognormal(600, ms, seed), endpoint=ep, experiment="e", variant="v",
-                        repeat=0, warmup_s=1.0)  # fmt: skip
+                samples(
+                    lognormal(600, ms, seed),
+                    endpoint=ep,
+                    experiment="e",
+                    variant="v",
+                    repeat=0,
+                    warmup_s=1.0,
+                )
                 for ep in ("GET /a", "GET /b")
             ],
             ignore_index=True,

@@ -1,4 +1,5 @@
-"""perflab.classroom.notebooks.execute: parameters injected after the `parameters` cell, errors surfaced."""
+"""perflab.classroom.notebooks.execute: parameters injected after the `parameters` cell, errors
+surfaced."""
 
 from __future__ import annotations
 
