@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pandas as pd
 
@@ -16,6 +16,9 @@ from perflab.errors import LabError
 from perflab.loadgen import Endpoint, LoadProfile
 from perflab.procs import port_in_use
 from perflab.results import DISK_ERRNOS, Run
+
+if TYPE_CHECKING:
+    from perflab.scrape import MetricsScraper
 
 
 class _Parser(argparse.ArgumentParser):
@@ -98,7 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise LabError(f"port {args.port} is taken: stop what uses it, or leave --port out")
     # --queries/--cache/--auth/--rate-limit set the catalog variant; `serve gateway` starts one
     # behind the gateway with them.
-    settings: dict[str, object] = {
+    settings: dict[str, Any] = {
         "queries": args.queries,
         "cache": args.cache,
         "auth_enabled": args.auth,
@@ -119,7 +122,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"{args.service}{what} at {svc.url}  docs: {svc.url}/docs  logs: {svc.log_file}")
         if svc.ca_file is not None:
             print(f"TLS certificate (self-signed; use it as the CA): {svc.ca_file}")
-        catalog = svc if args.service == "catalog" else (svc.upstreams or [None])[0]
+        catalog = svc if args.service == "catalog" else next(iter(svc.upstreams), None)
         if catalog is not None:
             from perflab.auth import secrets_dir
 
@@ -188,7 +191,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _metrics_scraper(host: str):
+def _metrics_scraper(host: str) -> MetricsScraper | None:
     """Scrape the target's /metrics each second if it has a Prometheus one (our services do)."""
     import httpx
 

@@ -12,6 +12,8 @@ import html
 import json
 from pathlib import Path
 
+import pandas as pd
+
 from perflab import analysis, plots
 from perflab.errors import LabError
 from perflab.results import Run
@@ -26,7 +28,7 @@ code { background: #f3f3f3; padding: 0 0.2rem; }
 """
 
 
-def _table(df) -> str:
+def _table(df: pd.DataFrame | None) -> str:
     if df is None or df.empty:
         return "<p>(empty)</p>"
     return df.to_html(index=False, float_format=lambda x: f"{x:.3f}", border=0)

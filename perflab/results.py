@@ -183,10 +183,11 @@ def experiment_entry(exp: Experiment, profile: LoadProfile, **extra: object) -> 
 
 def read_logs(path: Path) -> pd.DataFrame:
     """A run's `logs.jsonl` (or any service JSON log) as a frame; unparsable lines skipped."""
-    return pd.DataFrame(_log_rows(path))
+    return pd.DataFrame(log_records(path))
 
 
-def _log_rows(path: Path) -> list[dict[str, Any]]:
+def log_records(path: Path) -> list[dict[str, Any]]:
+    """A JSON log's lines as dicts (unparsable lines skipped), as `add_variant` takes them."""
     rows = []
     if path.exists():
         for line in path.read_text(errors="replace").splitlines():
@@ -300,7 +301,11 @@ class Run:
             entry["env"] = {k: v for k, v in env.items() if "URL" not in k}
         self.manifest["experiments"][experiment]["variants"][variant] = entry
         warmup = float(self.manifest["experiments"][experiment]["profile"]["warmup"])
-        tags = {"experiment": experiment, "variant": variant, "repeat": repeat}
+        tags: dict[str, str | int] = {
+            "experiment": experiment,
+            "variant": variant,
+            "repeat": repeat,
+        }
         self._frames.append(samples.assign(**tags, warmup_s=warmup))
         self._metric_frames.append(pd.DataFrame(metrics or []).assign(**tags))
         self._log_rows.extend({**r, **tags} for r in logs or [])

@@ -17,7 +17,7 @@ from perflab.errors import LabError
 from perflab.experiments import Experiment, Variant
 from perflab.lab import Lab
 from perflab.loadgen import LoadProfile, dataset_config, run_load
-from perflab.results import Run, check_writable, read_logs
+from perflab.results import Run, check_writable, log_records
 from perflab.scrape import MetricsScraper
 
 __all__ = ["Run", "VariantSkipped", "run_experiments", "run_variant", "save", "schedule"]
@@ -81,7 +81,7 @@ def run_variant(
         repeat=repeat,
         env=svc.env,
         metrics=metrics,
-        logs=read_logs(svc.log_file).to_dict("records"),
+        logs=log_records(svc.log_file),
     )
     return result.interrupted
 

@@ -40,7 +40,7 @@ from perflab.loadgen import (
     read_samples,
 )
 from perflab.procs import ManagedProcess, free_port, http_ok, spawn, wait_until
-from perflab.results import Run, read_logs
+from perflab.results import Run, log_records
 from perflab.scrape import MetricsScraper
 from perflab.services import ServiceHandle
 
@@ -126,7 +126,7 @@ class WebUI:
             samples,
             settings=self.variant.settings,
             metrics=metric_rows,
-            logs=read_logs(self.service.log_file).to_dict("records"),
+            logs=log_records(self.service.log_file),
         )
         return save(self.session)
 

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import matplotlib.pyplot as plt
@@ -19,10 +19,13 @@ import pandas as pd
 
 from perflab import paths, stats
 
+if TYPE_CHECKING:
+    from perflab.lab import Lab
+
 DIAGNOSTIC_HEADERS = ("x-request-id", "server-timing", "x-db-queries", "x-cache")
 
 
-def setup_checks(lab: Any) -> pd.DataFrame:
+def setup_checks(lab: Lab) -> pd.DataFrame:
     """What a student's machine needs, checked for real: one row per check (ok, detail)."""
     rows: list[dict] = []
 
