@@ -14,6 +14,8 @@ STAMP := $(VENV)/.installed
 help:
 	@echo "make demo    - set up, run the main comparison, print and save it (data/results/)"
 	@echo "make test    - set up, lint, run the whole test suite (notebooks included)"
+	@echo "make test-fast - the tests that start no service and drive no Locust (< 1 min)"
+	@echo "make lint    - ruff (lint, format) and mypy"
 	@echo "make lab     - open JupyterLab on notebooks/"
 	@echo "make bench   - measure the lab itself (~10 min; BENCH_ARGS=--quick for ~1 min)"
 	@echo "make check-exercises - run every exercise solution notebook with its checks"
@@ -54,6 +56,11 @@ format: install
 test: lint
 	@.ci/install-browser
 	$(BIN)/python -m pytest
+
+# The inner loop: every test not marked slow (a test that starts a service or drives Locust is
+# marked slow: tests/speed_marks.py marks and guards it) and no notebook run. Under a minute.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow and not notebook"
 
 # The service tests again, against external PostgreSQL and Redis (set DATABASE_URL, REDIS_URL).
 test-external: install

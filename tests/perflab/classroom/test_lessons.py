@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pandas as pd
+import pytest
 
 from perflab.classroom import lessons
 
@@ -55,6 +56,7 @@ def test_perf_gate():
     assert lessons.perf_gate(comparison, margin=0.1)["passes"].tolist() == [True, False, True]
 
 
+@pytest.mark.slow  # a Lab with a catalog and Redis
 def test_setup_checks(tmp_path):
     from perflab.lab import Lab
 
