@@ -207,8 +207,8 @@ def _metrics_scraper(host: str) -> MetricsScraper | None:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from perflab.loadgen import check_target, run_load
-    from perflab.runner import save
+    from perflab.loadgen import check_target
+    from perflab.runner import load, save
 
     if bool(args.path) == bool(args.locustfile):
         raise LabError("give exactly one of --path or --locustfile")
@@ -235,11 +235,11 @@ def cmd_load(args: argparse.Namespace) -> int:
     run.add_experiment(exp, prof, locustfile=str(locustfile) if locustfile else None)
     scraper = _metrics_scraper(args.host)
     try:
-        result = run_load(
+        result = load(
+            run,
             args.host,
             mix,
             prof,
-            run.raw_dir,
             label="target",
             locustfile=locustfile,
             allow_remote=args.allow_remote,

@@ -127,11 +127,12 @@ def now() -> float:
 
 def disk_error(exc: OSError, what: str) -> LabError:
     """One line for a folder that cannot be written: which, why, and what to do."""
-    where = exc.filename or what
-    return LabError(
-        f"cannot write {what} ({where}: {exc.strerror or exc}); free space or set "
-        "PERFLAB_RESULTS_DIR to a writable folder"
-    )
+    where = f" ({exc.filename})" if exc.filename and str(exc.filename) not in what else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        hint = "free some space, or set PERFLAB_RESULTS_DIR to a folder on another disk"
+    else:
+        hint = "set PERFLAB_RESULTS_DIR to a folder you can write"
+    return LabError(f"cannot write {what}: {exc.strerror or exc}{where}; {hint}")
 
 
 def new_run_dir(name: str, root: Path | None = None) -> Path:

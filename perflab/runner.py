@@ -11,16 +11,17 @@ so does a load that fails (the run so far is saved, then the error is shown).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from perflab import report
 from perflab.errors import LabError
 from perflab.experiments import Experiment, Variant
 from perflab.lab import Lab
-from perflab.loadgen import LoadProfile, dataset_config, run_load
+from perflab.loadgen import Endpoint, LoadProfile, LoadResult, dataset_config, run_load
 from perflab.results import Run, check_writable, log_records
 from perflab.scrape import MetricsScraper
 
-__all__ = ["Run", "VariantSkipped", "run_experiments", "run_variant", "save", "schedule"]
+__all__ = ["Run", "VariantSkipped", "load", "run_experiments", "run_variant", "save", "schedule"]
 
 
 class VariantSkipped(LabError):
@@ -57,19 +58,16 @@ def run_variant(
         raise VariantSkipped(str(exc).splitlines()[0]) from None
     scraper = MetricsScraper(svc.url).start()
     try:
-        result = run_load(
+        result = load(
+            run,
             svc.url,
             exp.mix,
             profile,
-            run.raw_dir,
             label=label,
             progress=progress,
             ca_file=svc.ca_file,
             extra_config=dataset_config(dataset or lab.ensure_data()),
         )
-    except LabError:
-        check_writable(run.raw_dir)  # "no requests recorded" because the disk is full?
-        raise
     finally:
         metrics = scraper.stop()
         svc.stop()
@@ -84,6 +82,24 @@ def run_variant(
         logs=log_records(svc.log_file),
     )
     return result.interrupted
+
+
+def load(
+    run: Run,
+    host: str,
+    mix: list[Endpoint],
+    profile: LoadProfile,
+    *,
+    label: str,
+    **kw: Any,
+) -> LoadResult:
+    """`run_load` recording into the run's raw folder. A load that failed because that folder
+    cannot be written (a full disk leaves Locust nothing to record) says so, not "no requests"."""
+    try:
+        return run_load(host, mix, profile, run.raw_dir, label=label, **kw)
+    except LabError:
+        check_writable(run.raw_dir)
+        raise
 
 
 def save(run: Run, *, interrupted: bool = False, errors: dict[str, str] | None = None) -> Run:

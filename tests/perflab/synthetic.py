@@ -1,11 +1,15 @@
-"""Synthetic samples with known latencies and timing: the statistics tested without a load."""
+"""Synthetic samples with known latencies and timing, and runs made of them: the statistics and
+the run folder tested without a load."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from perflab import experiments
+from perflab.loadgen import LoadProfile
 from perflab.recorder import COLUMNS
+from perflab.results import Run
 
 
 def samples(
@@ -44,3 +48,34 @@ def samples(
 def lognormal(n: int, median_ms: float, seed: int, sigma: float = 0.3) -> np.ndarray:
     """Latencies with a known median and a right tail, like a real service's."""
     return median_ms * np.random.default_rng(seed).lognormal(0.0, sigma, n)
+
+
+PROFILE = LoadProfile(model="closed", users=2, duration=10, warmup=1.0)
+
+
+def write_run(name: str = "roundtrip", warmup: float = 1.0, **medians: float) -> Run:
+    """A finished caching run of the variants named, each with the median latency given (ms),
+    2 repetitions of 500 requests at 50/s; written through `Run` into the results folder."""
+    exp = experiments.get("caching").with_variants(list(medians))
+    run = Run.start(name, repeat=2, quick=True)
+    run.add_experiment(exp, LoadProfile(**{**PROFILE.__dict__, "warmup": warmup}))
+    for rep in range(2):
+        for i, (variant, ms) in enumerate(medians.items()):
+            s = samples(lognormal(500, ms, seed=10 * rep + i), rate=50, t0=1e6 + 100 * rep)
+            s["x_cache"] = "hit" if variant != "none" else ""
+            metrics = [{"t": 1e6, "metric": "http_requests_total", "labels": "{}", "value": 5.0}]
+            logs = [
+                {"event": "request", "request_id": rid, "duration_ms": 1.5, "db_queries": 1}
+                for rid in s["request_id"][:3]
+            ]
+            run.add_variant(
+                "caching",
+                variant,
+                s,
+                settings=exp.variant(variant).settings,
+                repeat=rep,
+                env={"CATALOG_CACHE": variant, "CATALOG_REDIS_URL": "redis://secret"},
+                metrics=metrics,
+                logs=logs,
+            )
+    return run.finish()

@@ -10,48 +10,17 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from synthetic import lognormal, samples
+from synthetic import PROFILE, write_run
 
 from perflab import experiments, paths, plots, report, results, stats
 from perflab.cli import main
 from perflab.errors import LabError
-from perflab.loadgen import LoadProfile
 from perflab.results import Run
 from perflab.runner import save
 
-PROFILE = LoadProfile(model="closed", users=2, duration=10, warmup=1.0)
-
-
-def _write_run(name: str = "roundtrip", warmup: float = 1.0, **medians: float) -> Run:
-    """A finished two-variant caching run with known latencies (2 repetitions each)."""
-    exp = experiments.get("caching").with_variants(list(medians))
-    run = Run.start(name, repeat=2, quick=True)
-    run.add_experiment(exp, LoadProfile(**{**PROFILE.__dict__, "warmup": warmup}))
-    for rep in range(2):
-        for i, (variant, ms) in enumerate(medians.items()):
-            s = samples(lognormal(500, ms, seed=10 * rep + i), rate=50, t0=1e6 + 100 * rep)
-            s["x_cache"] = "hit" if variant != "none" else ""
-            metrics = [{"t": 1e6, "metric": "http_requests_total", "labels": "{}", "value": 5.0}]
-            logs = [
-                {"event": "request", "request_id": rid, "duration_ms": 1.5, "db_queries": 1}
-                for rid in s["request_id"][:3]
-            ]
-            settings = exp.variant(variant).settings
-            run.add_variant(
-                "caching",
-                variant,
-                s,
-                settings=settings,
-                repeat=rep,
-                env={"CATALOG_CACHE": variant, "CATALOG_REDIS_URL": "redis://secret"},
-                metrics=metrics,
-                logs=logs,
-            )
-    return run.finish()
-
 
 def test_save_then_load_gives_the_same_run() -> None:
-    run = _write_run(none=10.0, memory=2.0)
+    run = write_run(none=10.0, memory=2.0)
     for name in (
         "summary.csv",
         "comparison.csv",
@@ -77,7 +46,7 @@ def test_save_then_load_gives_the_same_run() -> None:
 
 
 def test_the_writer_tags_rows_and_records_the_manifest() -> None:
-    run = _write_run(none=10.0, memory=2.0)
+    run = write_run(none=10.0, memory=2.0)
     entry = run.manifest["experiments"]["caching"]
     assert entry["baseline"] == "none" and entry["profile"]["warmup"] == 1.0
     assert entry["variants"]["memory"]["settings"]["cache"] == "memory"
@@ -96,7 +65,7 @@ def test_the_writer_tags_rows_and_records_the_manifest() -> None:
 
 
 def test_a_run_that_only_warmed_up_is_saved_and_reported_as_empty(capsys) -> None:
-    run = _write_run("only-warmup", warmup=60.0, none=10.0)  # every sample is warm-up
+    run = write_run("only-warmup", warmup=60.0, none=10.0)  # every sample is warm-up
     assert run.empty and len(run.samples) == 1000
     assert list(run.summary.columns[: len(results.SUMMARY_COLUMNS)]) == results.SUMMARY_COLUMNS
     assert plots.figures(run) == {}  # no KeyError on an empty summary
@@ -146,9 +115,9 @@ def test_a_results_folder_that_cannot_be_made_is_one_line_exit_2(
 
 def test_compare_gate_on_saved_runs(capsys) -> None:
     """`perflab compare --fail-if-slower` on runs with known latencies."""
-    base = _write_run("base", none=10.0)
-    same = _write_run("same", none=10.0)
-    slower = _write_run("slower", none=14.0)
+    base = write_run("base", none=10.0)
+    same = write_run("same", none=10.0)
+    slower = write_run("slower", none=14.0)
     assert main(["compare", str(base.path), str(same.path), "--fail-if-slower", "10%"]) == 0
     assert "PASS" in capsys.readouterr().out
     code = main(
