@@ -40,47 +40,17 @@ _MODULES = (
     "webui",
 )
 
-__all__ = [
-    "Endpoint",
-    "Experiment",
-    "Lab",
-    "LabError",
-    "LoadProfile",
-    "Run",
-    "Variant",
-    "__version__",
-    "analysis",
-    "auth",
-    "classroom",
-    "experiments",
-    "faults",
-    "plots",
-    "report",
-    "results",
-    "run_experiments",
-    "run_load",
-    "stats",
-    "webui",
-]
+__all__ = ["LabError", "__version__", *_NAMES, *_MODULES]
 
-if TYPE_CHECKING:  # what type checkers and editors see; nothing is imported at run time
-    from perflab import (
-        analysis,
-        auth,
-        classroom,
-        experiments,
-        faults,
-        plots,
-        report,
-        results,
-        stats,
-        webui,
-    )
-    from perflab.experiments import Experiment, Variant
-    from perflab.lab import Lab
-    from perflab.loadgen import Endpoint, LoadProfile, run_load
-    from perflab.results import Run
-    from perflab.runner import run_experiments
+if TYPE_CHECKING:  # the names' types, for type checkers and editors; nothing imported at run time
+    from perflab.experiments import Experiment as Experiment
+    from perflab.experiments import Variant as Variant
+    from perflab.lab import Lab as Lab
+    from perflab.loadgen import Endpoint as Endpoint
+    from perflab.loadgen import LoadProfile as LoadProfile
+    from perflab.loadgen import run_load as run_load
+    from perflab.results import Run as Run
+    from perflab.runner import run_experiments as run_experiments
 
 
 def __getattr__(name: str) -> Any:

@@ -11,15 +11,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from harness_helpers import ROOT, saved_run
+from harness_helpers import ROOT, interrupt_run, saved_run
 from synthetic import write_run
 
 HERE = Path(__file__).resolve().parent
@@ -178,37 +176,13 @@ def test_a_disk_that_fills_during_run_is_said_so(tmp_path, database_url) -> None
 
 @pytest.mark.slow  # a real run: services and Locust
 def test_a_run_interrupted_during_its_warmup_is_saved_as_empty(tmp_path, database_url) -> None:
-    results_dir = tmp_path / "results"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "PERFLAB_RESULTS_DIR": str(results_dir),
-        "PERFLAB_DATA_DIR": str(tmp_path / "data"),
-    }
-    argv = [sys.executable, "-m", "perflab.cli", "run", "caching", "--variants", "none,memory"]
-    argv += ["--size", "tiny", "--users", "2", "--duration", "60", "--warmup", "50"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, cwd=ROOT)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        raw: list[Path] = []
-        while time.monotonic() < deadline and proc.poll() is None:
-            raw = list(results_dir.glob("*/raw/samples-*.csv"))
-            if raw and sum(1 for _ in raw[0].open()) > 5:
-                break
-            time.sleep(0.2)
-        assert raw, "no samples were being recorded"
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err
-    assert "Traceback" not in out + err and "Empty DataFrame" not in out
-    assert "before any request passed the warm-up" in out, out
-    run_dir = saved_run(out)
-    summary = pd.read_csv(run_dir / "summary.csv")
+    args = ["caching", "--variants", "none,memory", "--size", "tiny", "--users", "2"]
+    r = interrupt_run([*args, "--duration", "60", "--warmup", "50"], database_url, tmp_path, 5)
+    assert r.returncode == 130, r.err
+    assert "Traceback" not in r.out + r.err and "Empty DataFrame" not in r.out
+    assert "before any request passed the warm-up" in r.out, r.out
+    assert saved_run(r.out) == r.run_dir
+    summary = pd.read_csv(r.run_dir / "summary.csv")
     assert summary.empty and {"experiment", "p50_ms", "rps"} <= set(summary.columns)
-    assert len(pd.read_csv(run_dir / "samples.csv.gz")) > 5  # the warm-up is kept
-    assert (run_dir / "report.html").is_file()
+    assert len(pd.read_csv(r.run_dir / "samples.csv.gz")) > 5  # the warm-up is kept
+    assert (r.run_dir / "report.html").is_file()

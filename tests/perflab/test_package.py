@@ -110,8 +110,3 @@ def test_the_cycle_finder_sees_every_kind_of_import(tmp_path: Path) -> None:
     found = imports_of(src, "perflab.m")
     assert found == {"perflab.stats", "perflab.results", "perflab", "perflab.paths",
                      "perflab.runner", "perflab.plots"}  # fmt: skip
-
-
-def test_all_lists_exactly_the_lazy_names() -> None:
-    lazy = {"LabError", "__version__", *perflab._NAMES, *perflab._MODULES}
-    assert sorted(perflab.__all__) == sorted(lazy)
