@@ -66,8 +66,12 @@ FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 def parse_statistics(text: str | Iterable[str]) -> list[str]:
     """`"p50,p95,rps"` -> `["p50", "p95", "rps"]`; ValueError naming what is not a statistic."""
     names = [s.strip().lower() for s in (text.split(",") if isinstance(text, str) else text)]
-    bad = [n for n in names if n != "rps" and not re.fullmatch(r"p(\d{1,2}(\.\d+)?)", n)]
-    if bad or not names or any(n == "p0" for n in names):
+
+    def ok(n: str) -> bool:
+        return n == "rps" or bool(re.fullmatch(r"p\d{1,2}(\.\d+)?", n) and float(n[1:]) > 0)
+
+    bad = [n for n in names if not ok(n)]
+    if bad or not names:
         raise ValueError(
             f"not a statistic: {', '.join(bad) or repr(text)} (use pNN percentiles and rps, "
             "e.g. p50,p95,p99,rps)"

@@ -190,7 +190,7 @@ def test_regressions_and_their_description() -> None:
 
 def test_statistics_are_parsed_or_refused() -> None:
     assert stats.parse_statistics("p50, P95,rps,p99.9") == ["p50", "p95", "rps", "p99.9"]
-    for bad in ("p50,mean", "", "p100", "p0"):
+    for bad in ("p50,mean", "", "p100", "p0", "p00", "p-5"):
         with pytest.raises(ValueError, match="not a statistic"):
             stats.parse_statistics(bad)
 
