@@ -9,11 +9,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test lint format lab bench clean test-external check-exercises
+.PHONY: help install demo test test-fast lint format lab bench clean test-external check-exercises
 
 help:
 	@echo "make demo    - set up, run the main comparison, print and save it (data/results/)"
 	@echo "make test    - set up, lint, run the whole test suite (notebooks included)"
+	@echo "make test-fast - the tests that start no service and drive no Locust (< 1 min)"
+	@echo "make lint    - ruff (lint, format) and mypy"
 	@echo "make lab     - open JupyterLab on notebooks/"
 	@echo "make bench   - measure the lab itself (~10 min; BENCH_ARGS=--quick for ~1 min)"
 	@echo "make check-exercises - run every exercise solution notebook with its checks"
@@ -32,9 +34,19 @@ install: $(STAMP)
 demo: install
 	$(BIN)/perflab demo
 
-lint: install
+# mypy checks the services under their import name, perflab_services (pyproject's package-dir),
+# which it cannot find through setuptools' editable finder: it reads them through a link
+# .venv/mypy-path/perflab_services -> services/ (pyproject's [tool.mypy]).
+MYPY_LINK := $(VENV)/mypy-path/perflab_services
+
+$(MYPY_LINK): | $(STAMP)
+	@mkdir -p $(dir $@)
+	ln -sfn ../../services $@
+
+lint: install $(MYPY_LINK)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format .
@@ -44,6 +56,11 @@ format: install
 test: lint
 	@.ci/install-browser
 	$(BIN)/python -m pytest
+
+# The inner loop: every test not marked slow (a test that starts a service or drives Locust is
+# marked slow: tests/speed_marks.py marks and guards it) and no notebook run. Under a minute.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow and not notebook"
 
 # The service tests again, against external PostgreSQL and Redis (set DATABASE_URL, REDIS_URL).
 test-external: install

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -90,7 +91,7 @@ class Bench:
         }
 
     @contextlib.contextmanager
-    def catalog(self, label: str, workers: int = 1, **settings: object) -> Iterator[ServiceHandle]:
+    def catalog(self, label: str, workers: int = 1, **settings: Any) -> Iterator[ServiceHandle]:
         """A fresh catalog variant for one load, stopped right after it, as the lab's runner does.
 
         Never two variants at once: they share one database, and a naive variant drops the
@@ -126,7 +127,8 @@ class Bench:
         """A closed-model load of the budget's length; `hot`: only the HOT_PRODUCTS ids."""
         b = self.budget
         extra = {**self.extra, "products": HOT_PRODUCTS} if hot else self.extra
-        opts = {"users": b.users, "duration": b.duration, "warmup": b.warmup, "extra": extra}
+        opts: dict[str, Any] = {"users": b.users, "duration": b.duration, "warmup": b.warmup}
+        opts["extra"] = extra
         opts.update(kw)
         load = measure.lab_load(url, path, self.raw, label, **opts)
         if load.errors:
@@ -522,7 +524,7 @@ def scale(b: Bench) -> list[Row]:
 # `make test` runs (classroom mode is longer by design and does not fit the 10-minute budget).
 _RUN_NOTEBOOKS = """
 import sys
-from perflab import notebooks
+from perflab.classroom import notebooks
 for path in notebooks.all_notebooks():
     done = notebooks.execute(path, notebooks.quick_parameters(), timeout=300)
     print(f"ran {path} in {done.seconds:.1f} s", flush=True)
@@ -530,7 +532,7 @@ for path in notebooks.all_notebooks():
 
 
 def notebooks(b: Bench) -> Row:
-    from perflab.notebooks import all_notebooks
+    from perflab.classroom.notebooks import all_notebooks
 
     found = all_notebooks() if paths.NOTEBOOKS.is_dir() else []
     measure_name = "full notebook run (quick mode, as `make test` runs it): wall time"

@@ -49,6 +49,7 @@ def sequential_client(url: str, path: str, seconds: float, warmup: float = 0.2) 
     the server's latency plus the least client cost Python allows.
     """
     parts = urlsplit(url)
+    assert parts.hostname, f"no host in {url}"
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     out: list[float] = []
     t_begin = time.perf_counter()

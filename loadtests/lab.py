@@ -115,7 +115,7 @@ def _on_quit(environment, **_kw) -> None:
 def _loopback(url: str | None) -> bool:
     host = urlsplit(url or "").hostname
     try:
-        addrs = {ai[4][0] for ai in socket.getaddrinfo(host, None)} if host else set()
+        addrs = {str(ai[4][0]) for ai in socket.getaddrinfo(host, None)} if host else set()
     except socket.gaierror:
         return False
     return bool(addrs) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs)

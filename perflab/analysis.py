@@ -16,24 +16,15 @@ each request's latency into:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
+from perflab.results import Run, read_logs
+
+__all__ = ["join_requests", "join_run", "read_logs", "time_split"]
+
 LOG_COLUMNS = ("request_id", "duration_ms", "db_ms", "cache_ms", "db_queries", "route", "status")
-
-
-def read_logs(path: Path) -> pd.DataFrame:
-    """A run's `logs.jsonl` (or any service JSON log) as a frame; unparsable lines skipped."""
-    rows = []
-    if path.exists():
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return pd.DataFrame(rows)
 
 
 def join_requests(samples: pd.DataFrame, logs: pd.DataFrame) -> pd.DataFrame:
@@ -66,15 +57,11 @@ def join_requests(samples: pd.DataFrame, logs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def join_run(run_or_path) -> pd.DataFrame:
-    """`join_requests` for a saved run folder (path or id) or a `Run` object."""
-    from perflab import results
-
-    if isinstance(run_or_path, str | Path):
-        data = results.load_run(run_or_path)
-        samples = data["samples"] if data["samples"] is not None else pd.DataFrame()
-        return join_requests(samples, read_logs(data["path"] / "logs.jsonl"))
-    return join_requests(run_or_path.samples, run_or_path.logs)
+def join_run(run: Run | str | Path) -> pd.DataFrame:
+    """`join_requests` for a `Run`, or a saved run's folder, id or "latest"."""
+    if not isinstance(run, Run):
+        run = Run.load(run)
+    return join_requests(run.samples, run.logs)
 
 
 def time_split(joined: pd.DataFrame, by: tuple[str, ...] = ("variant",)) -> pd.DataFrame:

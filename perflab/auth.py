@@ -8,18 +8,22 @@ bearer token; `headers(svc, "editor")` the `Authorization` header to send with i
 from __future__ import annotations
 
 import json
+import ssl
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import httpx
 
 from perflab import paths
 from perflab.errors import LabError
 
+if TYPE_CHECKING:
+    from perflab.services import ServiceHandle
+
 DEMO_USERS_FILE = ".demo-users.json"  # the name services/catalog/core/security.py writes
 
 
-def secrets_dir(svc: Any = None) -> Path:
+def secrets_dir(svc: ServiceHandle | None = None) -> Path:
     env = getattr(svc, "env", None) or {}
     for key, value in env.items():
         if key.endswith("_SECRETS_DIR"):
@@ -27,7 +31,7 @@ def secrets_dir(svc: Any = None) -> Path:
     return paths.DATA
 
 
-def password(user: str, svc: Any = None) -> str:
+def password(user: str, svc: ServiceHandle | None = None) -> str:
     path = secrets_dir(svc) / DEMO_USERS_FILE
     if not path.exists():
         raise LabError(f"no demo users yet ({path} is missing): start the catalog once first")
@@ -37,7 +41,7 @@ def password(user: str, svc: Any = None) -> str:
     return users[user]
 
 
-def verify_for(svc: Any) -> Any:
+def verify_for(svc: ServiceHandle | str) -> ssl.SSLContext | bool:
     """What httpx should verify the service's certificate with (its CA file, or the default)."""
     ca = getattr(svc, "ca_file", None)
     if not ca:
@@ -47,7 +51,7 @@ def verify_for(svc: Any) -> Any:
     return client_context(ca)
 
 
-def token(svc: Any, user: str = "editor") -> str:
+def token(svc: ServiceHandle | str, user: str = "editor") -> str:
     url = svc if isinstance(svc, str) else svc.url
     r = httpx.post(
         f"{url}/auth/token",
@@ -60,5 +64,5 @@ def token(svc: Any, user: str = "editor") -> str:
     return r.json()["access_token"]
 
 
-def headers(svc: Any, user: str = "editor") -> dict[str, str]:
+def headers(svc: ServiceHandle | str, user: str = "editor") -> dict[str, str]:
     return {"Authorization": f"Bearer {token(svc, user)}"}

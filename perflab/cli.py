@@ -7,14 +7,18 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pandas as pd
 
-from perflab import experiments, results
+from perflab import experiments, stats
 from perflab.errors import LabError
 from perflab.loadgen import Endpoint, LoadProfile
 from perflab.procs import port_in_use
+from perflab.results import DISK_ERRNOS, Run
+
+if TYPE_CHECKING:
+    from perflab.scrape import MetricsScraper
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,12 +28,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _print_run(run) -> None:
+def _print_run(run: Run) -> None:
     with pd.option_context(
         "display.width", 160, "display.max_columns", 20, "display.float_format", "{:.2f}".format
     ):
         print()
-        print(run.table().to_string(index=False))
+        print(run.describe_empty() if run.empty else run.table().to_string(index=False))
         if not run.comparison.empty:
             print()
             print(run.comparison.to_string(index=False))
@@ -97,7 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise LabError(f"port {args.port} is taken: stop what uses it, or leave --port out")
     # --queries/--cache/--auth/--rate-limit set the catalog variant; `serve gateway` starts one
     # behind the gateway with them.
-    settings: dict[str, object] = {
+    settings: dict[str, Any] = {
         "queries": args.queries,
         "cache": args.cache,
         "auth_enabled": args.auth,
@@ -118,7 +122,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"{args.service}{what} at {svc.url}  docs: {svc.url}/docs  logs: {svc.log_file}")
         if svc.ca_file is not None:
             print(f"TLS certificate (self-signed; use it as the CA): {svc.ca_file}")
-        catalog = svc if args.service == "catalog" else (svc.upstreams or [None])[0]
+        catalog = svc if args.service == "catalog" else next(iter(svc.upstreams), None)
         if catalog is not None:
             from perflab.auth import secrets_dir
 
@@ -187,7 +191,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _metrics_scraper(host: str):
+def _metrics_scraper(host: str) -> MetricsScraper | None:
     """Scrape the target's /metrics each second if it has a Prometheus one (our services do)."""
     import httpx
 
@@ -203,8 +207,8 @@ def _metrics_scraper(host: str):
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from perflab.loadgen import check_target, run_load
-    from perflab.runner import Run, finalize
+    from perflab.loadgen import check_target
+    from perflab.runner import load, save
 
     if bool(args.path) == bool(args.locustfile):
         raise LabError("give exactly one of --path or --locustfile")
@@ -217,7 +221,6 @@ def cmd_load(args: argparse.Namespace) -> int:
     if locustfile is not None and not locustfile.is_file():
         raise LabError(f"locustfile {args.locustfile} not found")
     mix = [Endpoint(f"GET {args.path}", args.path)] if args.path else []
-    run_dir = results.new_run_dir("load")
     exp = experiments.Experiment(
         name="load",
         title=f"Load on {args.host}",
@@ -228,108 +231,84 @@ def cmd_load(args: argparse.Namespace) -> int:
         quick_profile=prof,
         service="external",
     )
-    manifest = {
-        "run_id": run_dir.name,
-        "started_at": results.iso(results.now()),
-        "experiments": {
-            "load": {
-                "title": exp.title,
-                "question": exp.question,
-                "baseline": "target",
-                "profile": prof.__dict__,
-                "mix": [e.__dict__ for e in mix],
-                "locustfile": str(locustfile) if locustfile else None,
-                "variants": {"target": {"settings": {"host": args.host}}},
-            }
-        },
-        **results.environment(),
-    }
+    run = Run.start("load")
+    run.add_experiment(exp, prof, locustfile=str(locustfile) if locustfile else None)
     scraper = _metrics_scraper(args.host)
     try:
-        result = run_load(
+        result = load(
+            run,
             args.host,
             mix,
             prof,
-            run_dir / "raw",
             label="target",
             locustfile=locustfile,
             allow_remote=args.allow_remote,
         )
     finally:
         metric_rows = scraper.stop() if scraper else []
-    for r in metric_rows:
-        r.update(experiment="load", variant="target", repeat=0)
-    frame = result.samples.assign(
-        experiment="load", variant="target", repeat=0, warmup_s=prof.warmup
-    )
-    manifest.update(ended_at=results.iso(results.now()), interrupted=result.interrupted, errors={})
-    run: Run = finalize(run_dir, [frame], metric_rows, [], manifest, [exp])
+    run.add_variant("load", "target", result.samples, settings=exp.variants[0].settings,
+                    metrics=metric_rows)  # fmt: skip
+    save(run, interrupted=result.interrupted)
     _print_run(run)
-    print(f"\nSaved to {run_dir}")
+    print(f"\nSaved to {run.path}")
     return 130 if result.interrupted else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from perflab import analysis, report
-    from perflab.runner import Run
+    from perflab import report
 
-    data = results.load_run(args.run)
-    run = Run(
-        data["path"],
-        data["summary"],
-        data["comparison"] if data["comparison"] is not None else pd.DataFrame(),
-        data["samples"] if data["samples"] is not None else pd.DataFrame(),
-        data["metrics"] if data["metrics"] is not None else pd.DataFrame(),
-        analysis.read_logs(data["path"] / "logs.jsonl"),
-        data["manifest"],
-    )
+    run = Run.load(args.run)
     _print_run(run)
-    out = report.write(run, data["path"] / "report.html")
+    out = report.publish(run)
     print(f"\nreport: {out}")
     return 0
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
-    from perflab import stats
+def _margin(text: str) -> float:
+    """`10%` or `0.1` -> 0.1."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a margin like 10%") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a margin from 0% to 99%")
+    return value
 
-    a, b = results.load_run(args.run_a), results.load_run(args.run_b)
-    if a["samples"] is None or b["samples"] is None:
-        raise LabError("both runs need samples.csv.gz to be compared")
-    rows = []
-    for (exp, variant, endpoint), ga in a["samples"].groupby(["experiment", "variant", "endpoint"]):
-        gb = b["samples"][
-            (b["samples"]["experiment"] == exp)
-            & (b["samples"]["variant"] == variant)
-            & (b["samples"]["endpoint"] == endpoint)
-        ]
-        if gb.empty:
-            continue
-        ma = stats.measured(ga, float(ga["warmup_s"].iloc[0])).assign(variant="A")
-        mb = stats.measured(gb, float(gb["warmup_s"].iloc[0])).assign(variant="B")
-        both = pd.concat([ma, mb])
-        for p in (50, 95):
-            c = stats.compare(both, "A", "B", p)
-            rows.append(
-                {
-                    "experiment": exp,
-                    "variant": variant,
-                    "endpoint": endpoint,
-                    "statistic": c["statistic"],
-                    "A_ms": float(ma["latency_ms"].quantile(p / 100)),
-                    "B_ms": float(mb["latency_ms"].quantile(p / 100)),
-                    "A/B": c["ratio"],
-                    "ci_low": c["ci_low"],
-                    "ci_high": c["ci_high"],
-                    "B is": c["verdict"],
-                }
-            )
-    if not rows:
+
+def _statistics(text: str) -> list[str]:
+    try:
+        return stats.parse_statistics(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    base, new = Run.load(args.base), Run.load(args.new)
+    for name, run in (("BASE", base), ("NEW", new)):
+        if run.samples.empty:
+            raise LabError(f"{name} ({run.path}) has no samples.csv.gz: nothing to compare")
+    table = stats.compare_runs(base.samples, new.samples, args.statistics)
+    if table.empty:
         raise LabError("the two runs share no (experiment, variant, endpoint) to compare")
-    table = pd.DataFrame(rows)
+    shown = table.rename(columns={"ratio": "speed-up", "verdict": "NEW is"})
     with pd.option_context("display.width", 160, "display.float_format", "{:.2f}".format):
-        print(f"A = {a['path'].name}\nB = {b['path'].name}\n")
-        print(table.to_string(index=False))
-    return 0
+        print(f"BASE = {base.path.name}\nNEW  = {new.path.name}")
+        print("(p-statistics in ms, rps in requests/s; speed-up > 1: NEW is faster)\n")
+        print(shown.to_string(index=False))
+    if args.fail_if_slower is None:
+        return 0
+    margin = args.fail_if_slower
+    failed = stats.regressions(table, margin)
+    print()
+    if failed.empty:
+        print(f"PASS: NEW is not slower than BASE by more than {margin:.0%} on "
+              f"{', '.join(args.statistics)}")  # fmt: skip
+        return 0
+    for _, row in failed.iterrows():
+        where = "/".join(str(row[k]) for k in stats.RUN_COMPARE_KEYS)
+        print(f"FAIL: {where}: {stats.describe_change(row)}, slower than BASE by more than "
+              f"the {margin:.0%} margin")  # fmt: skip
+    return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -409,9 +388,25 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("run", help="run folder, run id, or 'latest'")
     rp.set_defaults(fn=cmd_report)
 
-    c = sub.add_parser("compare", help="compare two saved runs, with confidence intervals")
-    c.add_argument("run_a")
-    c.add_argument("run_b")
+    c = sub.add_parser(
+        "compare",
+        help="compare two saved runs, with confidence intervals (a CI gate with --fail-if-slower)",
+    )
+    c.add_argument("base", metavar="BASE", help="the reference run: folder, run id or 'latest'")
+    c.add_argument("new", metavar="NEW", help="the run to judge against it")
+    c.add_argument(
+        "--statistics",
+        type=_statistics,
+        default=list(stats.DEFAULT_STATISTICS),
+        help="comma-separated: pNN latency percentiles and rps (default p50,p95)",
+    )
+    c.add_argument(
+        "--fail-if-slower",
+        type=_margin,
+        metavar="MARGIN",
+        help="exit 1 when the 95%% interval says NEW is slower than BASE by more than MARGIN "
+        "(e.g. 10%%) on a named statistic",
+    )
     c.set_defaults(fn=cmd_compare)
     return p
 
@@ -422,6 +417,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.fn(args) or 0)
     except LabError as exc:
         print(f"perflab: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a folder that cannot be written, wherever we did not expect it
+        if exc.errno not in DISK_ERRNOS:
+            raise
+        print(f"perflab: error: {exc.filename or 'a file'}: {exc.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("perflab: interrupted", file=sys.stderr)

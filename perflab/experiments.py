@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import Any
 
 from perflab.errors import LabError
 from perflab.loadgen import Endpoint, LoadProfile
@@ -16,7 +17,7 @@ from perflab.loadgen import Endpoint, LoadProfile
 @dataclass
 class Variant:
     name: str
-    settings: dict[str, object]
+    settings: dict[str, Any]  # keyword arguments of Lab.service: str, bool, int or float
 
 
 @dataclass

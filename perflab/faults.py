@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 import httpx
 
 from perflab import auth
 from perflab.errors import LabError
 
+if TYPE_CHECKING:
+    from perflab.services import ServiceHandle
 
-def _call(svc: Any, method: str, body: dict | None = None) -> dict:
+
+def _call(svc: ServiceHandle, method: str, body: dict | None = None) -> dict:
     r = httpx.request(
         method,
         f"{svc.url}/admin/faults",
@@ -38,21 +41,21 @@ def _call(svc: Any, method: str, body: dict | None = None) -> dict:
     return r.json()
 
 
-def set(svc: Any, **faults: Any) -> dict:
+def set(svc: ServiceHandle, **faults: float | str | bool) -> dict:
     """Replace the service's faults with these (everything not given is off)."""
     return _call(svc, "PUT", faults)
 
 
-def get(svc: Any) -> dict:
+def get(svc: ServiceHandle) -> dict:
     return _call(svc, "GET")
 
 
-def clear(svc: Any) -> dict:
+def clear(svc: ServiceHandle) -> dict:
     return _call(svc, "DELETE")
 
 
 @contextlib.contextmanager
-def injected(svc: Any, **faults: Any) -> Iterator[dict]:
+def injected(svc: ServiceHandle, **faults: float | str | bool) -> Iterator[dict]:
     state = set(svc, **faults)
     try:
         yield state

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from typing import Any
 
 from perflab import paths
 from perflab.errors import LabError
@@ -115,7 +116,9 @@ class Lab:
                 from perflab_services.catalog.core.config import Settings as CatalogSettings
 
                 catalog_keys = set(CatalogSettings.model_fields) - {"log_file", "service_name"}
-                catalog_settings = {k: settings.pop(k) for k in list(settings) if k in catalog_keys}
+                catalog_settings: dict[str, Any] = {
+                    k: settings.pop(k) for k in list(settings) if k in catalog_keys
+                }
                 catalog = self.service(
                     "catalog",
                     label=f"{label or name}-catalog",

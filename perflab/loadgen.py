@@ -99,7 +99,7 @@ def check_target(host: str, allow_remote: bool = False) -> None:
     if allow_remote:
         return
     try:
-        addrs = {ai[4][0] for ai in socket.getaddrinfo(parts.hostname, None)}
+        addrs = {str(ai[4][0]) for ai in socket.getaddrinfo(parts.hostname, None)}
     except socket.gaierror:
         raise LabError(f"cannot resolve {parts.hostname!r}") from None
     if not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs):
@@ -193,7 +193,7 @@ class _Progress:
         self.window = [w for w in self.window if w[0] > now - 5]
         recent = [w for w in self.window if w[0] > now - 1]
         p95 = np.percentile([w[1] for w in self.window], 95) if self.window else float("nan")
-        self.bar.n = min(self.bar.total, round(time.monotonic() - self.t0))
+        self.bar.n = min(self.bar.total or 0, round(time.monotonic() - self.t0))
         self.bar.set_postfix_str(f"{len(recent)} req/s, p95 {p95:.1f} ms")
 
     def close(self) -> None:

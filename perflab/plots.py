@@ -16,16 +16,17 @@ if not matplotlib.get_backend().lower().startswith(("module://", "nbagg", "ipymp
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axis import Axis
 from matplotlib.ticker import FuncFormatter
 
 if TYPE_CHECKING:
-    from perflab.runner import Run
+    from perflab.results import Run
 
 _PLAIN = FuncFormatter(lambda v, _pos: f"{v:g}")
 _SPARSE = FuncFormatter(lambda v, _pos: f"{v:g}" if f"{v:e}"[0] in "25" else "")
 
 
-def _plain_log_axis(axis) -> None:
+def _plain_log_axis(axis: Axis) -> None:
     """Log scale with tick labels as plain numbers (5, 10, 20), not 10^x: easier to read."""
     axis.set_major_formatter(_PLAIN)
     axis.set_minor_formatter(_SPARSE)

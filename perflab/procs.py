@@ -23,6 +23,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
@@ -105,7 +106,7 @@ def spawn(
     cwd: Path | None = None,
 ) -> ManagedProcess:
     full_env = {**os.environ, **(env or {}), "PERFLAB_PARENT_PID": str(os.getpid())}
-    out = subprocess.DEVNULL
+    out: int | BinaryIO = subprocess.DEVNULL
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         out = output.open("ab")
@@ -122,8 +123,8 @@ def spawn(
     except FileNotFoundError as exc:
         raise LabError(f"cannot start {name}: {exc.filename} not found") from None
     finally:
-        if output is not None:
-            out.close()  # type: ignore[union-attr]
+        if not isinstance(out, int):
+            out.close()
     return ManagedProcess(name, popen, output)
 
 

@@ -1,4 +1,9 @@
-"""report.html: one self-contained page (plots inlined) with a run's tables and plots."""
+"""report.html: one self-contained page (plots inlined) with a run's tables and plots.
+
+`publish(run)` renders a finished run: its plots into `plots/`, then this page. It sits above
+`perflab.results` (which writes only data), so the results layer stays free of matplotlib and
+a run's data is saved even when rendering fails; `perflab report RUN` renders again.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,12 @@ import base64
 import html
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from perflab.runner import Run
+import pandas as pd
+
+from perflab import analysis, plots
+from perflab.errors import LabError
+from perflab.results import Run
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
@@ -21,7 +28,7 @@ code { background: #f3f3f3; padding: 0 0.2rem; }
 """
 
 
-def _table(df) -> str:
+def _table(df: pd.DataFrame | None) -> str:
     if df is None or df.empty:
         return "<p>(empty)</p>"
     return df.to_html(index=False, float_format=lambda x: f"{x:.3f}", border=0)
@@ -29,8 +36,6 @@ def _table(df) -> str:
 
 def _time_split(run: Run, experiment: str) -> str:
     """Median time per part (client wait, network, app, db, cache), from the joined logs."""
-    from perflab import analysis
-
     if run.logs is None or run.logs.empty or run.samples.empty:
         return ""
     joined = analysis.join_requests(run.samples[run.samples["experiment"] == experiment], run.logs)
@@ -55,7 +60,9 @@ def write(run: Run, path: Path) -> Path:
     )
     if m.get("interrupted"):
         parts.append("<p class=warn>This run was interrupted: it holds what was measured.</p>")
-    for key, msg in (m.get("errors") or {}).items():
+    if run.empty:
+        parts.append(f"<p class=warn>{html.escape(run.describe_empty())}</p>")
+    for key, msg in run.errors.items():
         parts.append(f"<p class=warn>{html.escape(key)} did not run: {html.escape(msg)}</p>")
     for name, exp in (m.get("experiments") or {}).items():
         parts.append(f"<h2>{html.escape(exp.get('title', name))}</h2>")
@@ -81,3 +88,19 @@ def write(run: Run, path: Path) -> Path:
     )
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def publish(run: Run) -> Path:
+    """Render a finished run: plots (listed in its manifest), then report.html; returns its path.
+
+    A folder that cannot take them is one `LabError` line: the run's data is already saved.
+    """
+    try:
+        run.manifest["plots"] = plots.save_all(run, run.path / "plots")
+        run.write_manifest()
+        return write(run, run.path / "report.html")
+    except OSError as exc:
+        raise LabError(
+            f"the run's data is saved in {run.path}, but its plots and report could not be "
+            f"written ({exc.strerror or exc}); `perflab report {run.path}` writes them again"
+        ) from None

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from perflab import experiments, paths, results
+from perflab import experiments, paths
 from perflab.errors import LabError
 from perflab.experiments import Experiment, Variant
 from perflab.lab import Lab
@@ -40,6 +40,7 @@ from perflab.loadgen import (
     read_samples,
 )
 from perflab.procs import ManagedProcess, free_port, http_ok, spawn, wait_until
+from perflab.results import Run, log_records
 from perflab.scrape import MetricsScraper
 from perflab.services import ServiceHandle
 
@@ -72,14 +73,15 @@ class WebUI:
     url: str
     service: ServiceHandle
     locust: ManagedProcess = field(repr=False)
-    run_dir: Path
+    session: Run = field(repr=False)  # the run folder being written
     samples_path: Path = field(repr=False)
-    profile: LoadProfile = field(repr=False)
     scraper: MetricsScraper | None = field(repr=False, default=None)
-    dataset: dict = field(repr=False, default_factory=dict)
-    started_at: str = ""
-    run: object | None = field(repr=False, default=None)  # a runner.Run once stopped
+    run: Run | None = field(repr=False, default=None)  # the saved run once stopped
     stopped: bool = field(repr=False, default=False)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.session.path
 
     @property
     def name(self) -> str:
@@ -99,7 +101,7 @@ class WebUI:
             while self.running:
                 time.sleep(0.5)
 
-    def stop(self):
+    def stop(self) -> Run | None:
         """Stop Locust, then the service; save what was recorded. Returns the `Run` (or None
         when nothing was recorded). Safe to call twice."""
         if self.stopped:
@@ -112,41 +114,21 @@ class WebUI:
         self.run = self._save(metric_rows)
         return self.run
 
-    def _save(self, metric_rows: list[dict]):
-        from perflab.runner import _read_log, finalize
+    def _save(self, metric_rows: list[dict]) -> Run | None:
+        from perflab.runner import save
 
         samples = self.samples()
-        exp, var = self.experiment.name, self.variant.name
         if samples.empty:
             return None
-        for r in metric_rows:
-            r.update(experiment=exp, variant=var, repeat=0)
-        log_rows = _read_log(self.service.log_file)
-        for r in log_rows:
-            r.update(experiment=exp, variant=var, repeat=0)
-        frame = samples.assign(experiment=exp, variant=var, repeat=0, warmup_s=0.0)
-        one = self.experiment.with_variants([var])
-        manifest = {
-            "run_id": self.run_dir.name,
-            "started_at": self.started_at,
-            "ended_at": results.iso(results.now()),
-            "mode": "webui",
-            "dataset": self.dataset,
-            "experiments": {
-                exp: {
-                    "title": one.title,
-                    "question": one.question,
-                    "baseline": var,
-                    "profile": {**asdict(self.profile), "warmup": 0.0},
-                    "mix": [asdict(e) for e in one.mix],
-                    "variants": {var: {"settings": self.variant.settings}},
-                }
-            },
-            "interrupted": False,
-            "errors": {},
-            **results.environment(),
-        }
-        return finalize(self.run_dir, [frame], metric_rows, log_rows, manifest, [one])
+        self.session.add_variant(
+            self.experiment.name,
+            self.variant.name,
+            samples,
+            settings=self.variant.settings,
+            metrics=metric_rows,
+            logs=log_records(self.service.log_file),
+        )
+        return save(self.session)
 
     def _repr_html_(self) -> str:
         state = "running" if self.running else "stopped"
@@ -174,17 +156,21 @@ def start(lab: Lab, name: str, *, port: int | None = None, users: int | None = N
     if users is not None:
         prof.users = users
     prof.validate()
-    run_dir = results.new_run_dir(f"ui-{exp.name}-{variant.name}")
-    raw_dir = run_dir / "raw"
-    raw_dir.mkdir(parents=True, exist_ok=True)
     label = f"ui-{exp.name}-{variant.name}"
-    started_at = results.iso(results.now())
+    session = Run.start(label, mode="webui")
+    raw_dir = session.raw_dir
+    raw_dir.mkdir(parents=True, exist_ok=True)
     try:
         dataset = lab.ensure_data()
-        svc = lab.service(exp.service, label=label, log_dir=run_dir / "logs", **variant.settings)
+        svc = lab.service(exp.service, label=label, log_dir=session.log_dir, **variant.settings)
     except BaseException:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(session.path, ignore_errors=True)
         raise
+    session.manifest["dataset"] = dataset
+    # The UI's one variant is its own baseline; the swarm is shaped in the page: no warm-up.
+    session.add_experiment(
+        exp.with_variants([variant.name]), LoadProfile(**{**asdict(prof), "warmup": 0.0})
+    )
     samples_path = raw_dir / f"samples-{label}.csv"
     # The page lets anyone type another host: the locustfile then refuses non-loopback ones.
     config = load_config(
@@ -232,12 +218,9 @@ def start(lab: Lab, name: str, *, port: int | None = None, users: int | None = N
         url=url,
         service=svc,
         locust=proc,
-        run_dir=run_dir,
+        session=session,
         samples_path=samples_path,
-        profile=prof,
         scraper=scraper,
-        dataset=dataset,
-        started_at=started_at,
     )
 
 

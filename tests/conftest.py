@@ -24,6 +24,8 @@ from perflab_services.catalog import datagen  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
+pytest_plugins = ["speed_marks"]  # `slow` on every test that starts a service (make test-fast)
+
 
 @pytest.fixture(scope="session")
 def tmp_root() -> Path:

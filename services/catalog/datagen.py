@@ -189,7 +189,7 @@ def _chunks(rows: Iterator[dict], n: int) -> Iterator[list[dict]]:
         yield chunk
 
 
-def _bulk_insert(conn: Connection, model: type, rows: Iterator[dict], batch: int) -> None:
+def _bulk_insert(conn: Connection, model: type[Base], rows: Iterator[dict], batch: int) -> None:
     """Insert rows in order. PostgreSQL gets them through COPY (several times faster than
     batched INSERTs); SQLite through executemany in one transaction, which is already fast."""
     if conn.dialect.name == "postgresql":
@@ -198,8 +198,8 @@ def _bulk_insert(conn: Connection, model: type, rows: Iterator[dict], batch: int
         if first is None:
             return
         columns = list(first)
-        table = model.__table__.name
-        cursor = conn.connection.dbapi_connection.cursor()
+        table = model.__tablename__
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in itertools.chain([first], rows):

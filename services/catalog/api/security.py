@@ -7,7 +7,8 @@ role is too low.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import MutableMapping
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 
@@ -30,7 +31,7 @@ def _unauthorized(message: str, error: str | None = "invalid_token") -> HTTPExce
     return HTTPException(401, message, headers={"WWW-Authenticate": challenge})
 
 
-def principal_from_scope(scope: dict, auth) -> Principal:
+def principal_from_scope(scope: MutableMapping[str, Any], auth) -> Principal:
     """Verify the bearer token once per request (the rate limiter may already have)."""
     cached = scope.get(PRINCIPAL_SCOPE_KEY)
     if isinstance(cached, Principal | InvalidToken):

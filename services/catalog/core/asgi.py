@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from perflab_services.common.middleware import Receive, Scope, Send
@@ -18,7 +19,7 @@ def header(scope: Scope, name: bytes) -> str | None:
 
 
 async def send_json(
-    send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] = ()
+    send: Send, status: int, body: dict[str, Any], headers: Sequence[tuple[bytes, bytes]] = ()
 ) -> None:
     data = json.dumps(body).encode()
     await send(

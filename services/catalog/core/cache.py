@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from time import perf_counter
-from typing import Any
+from typing import Any, cast
 
 from perflab_services.common import context
 
@@ -157,7 +157,7 @@ class RedisCache:
         full = PREFIX + key
         t0 = perf_counter()
         try:
-            value = self.client.hget(full, field)
+            value = cast(bytes | None, self.client.hget(full, field))  # bytes: no decode_responses
             if value is not None:
                 _mark("hit", perf_counter() - t0)
                 return value
@@ -166,7 +166,9 @@ class RedisCache:
             if leader:
                 # Check again: a leader that finished between our HGET and SET NX has stored
                 # the value and released the lock; loading again would be a second miss.
-                value = self.client.hget(full, field)
+                value = cast(
+                    bytes | None, self.client.hget(full, field)
+                )  # bytes: no decode_responses
                 if value is not None:
                     self.client.delete(lock)
                     _mark("hit", perf_counter() - t0)
@@ -175,7 +177,9 @@ class RedisCache:
                 deadline = time.monotonic() + self.lock_wait_seconds
                 while time.monotonic() < deadline:  # wait for the leader's value
                     time.sleep(0.002)
-                    value = self.client.hget(full, field)
+                    value = cast(
+                        bytes | None, self.client.hget(full, field)
+                    )  # bytes: no decode_responses
                     if value is not None:
                         _mark("hit", perf_counter() - t0)
                         return value

@@ -38,7 +38,7 @@ class _TimedCursor(sqlite3.Cursor):
         finally:
             _add_db_time(perf_counter() - t0)
 
-    def fetchmany(self, size: int = 1):
+    def fetchmany(self, size: int | None = 1):
         t0 = perf_counter()
         try:
             return super().fetchmany(size)
@@ -145,7 +145,7 @@ def existing_indexes(engine: Engine) -> list[str]:
     names: set[str] = set()
     for table in {t for t, _ in OPTIONAL_INDEXES.values()}:
         if insp.has_table(table):
-            names.update(ix["name"] for ix in insp.get_indexes(table) if ix.get("name"))
+            names.update(n for ix in insp.get_indexes(table) if (n := ix.get("name")))
     return sorted(n for n in names if n in OPTIONAL_INDEXES)
 
 

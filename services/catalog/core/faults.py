@@ -144,8 +144,11 @@ class Faults:
         return self._spec
 
     def _reload(self) -> None:
+        path = self.state_file
+        if path is None:
+            return
         try:
-            mtime = self.state_file.stat().st_mtime_ns
+            mtime = path.stat().st_mtime_ns
         except FileNotFoundError:
             mtime = None
         if mtime == self._mtime:
@@ -153,7 +156,7 @@ class Faults:
         with self._lock:
             self._mtime = mtime
             try:
-                spec = FaultSpec.model_validate_json(self.state_file.read_bytes())
+                spec = FaultSpec.model_validate_json(path.read_bytes())
             except (OSError, ValueError):
                 spec = FaultSpec()
             self._apply(spec, log=False)

@@ -48,7 +48,7 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 
 def install(app: FastAPI, settings: Any, *, logger: Any, metrics: Any, faults: Faults) -> None:
     """Add auth state and the protective middlewares (call before the observability one)."""
-    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     auth = Authenticator.from_settings(settings)
     app.state.auth = auth
     app.state.faults = faults

@@ -19,6 +19,7 @@ def _review(url: str, product_id: int, text: str) -> httpx.Response:
     )
 
 
+@pytest.mark.slow  # the variant fixture starts a catalog (and Redis)
 @pytest.mark.parametrize("variant", ["memory", "redis_cached"])
 def test_second_get_is_a_hit_and_a_write_invalidates(variant, request):
     svc = request.getfixturevalue(variant)

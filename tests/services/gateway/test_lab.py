@@ -10,9 +10,12 @@ import sys
 import time
 
 import httpx
+import pytest
 
 from perflab.lab import Lab
 from perflab.paths import ROOT
+
+pytestmark = pytest.mark.slow  # real gateways and catalogs
 
 
 def test_lab_starts_a_catalog_variant_behind_the_gateway(database_url, tmp_root):

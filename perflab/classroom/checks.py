@@ -3,8 +3,8 @@
 A check cell in an exercise notebook calls one function here. It runs the student's function
 for real (a real SQLite/PostgreSQL database, a real service subprocess), measures it, prints
 what it measured, and raises `CheckFailed` with a sentence saying what to fix. The logic lives
-here, not in the notebooks, so it is tested (tests/perflab/test_checks.py) and the same for
-every student.
+here, not in the notebooks, so it is tested (tests/perflab/classroom/test_checks.py) and the
+same for every student.
 """
 
 from __future__ import annotations
@@ -16,9 +16,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from sqlalchemy import Select
+
+T = TypeVar("T")
 
 
 class CheckFailed(AssertionError):
@@ -42,7 +49,7 @@ def _require(cond: bool, message: str) -> None:
         raise CheckFailed(message)
 
 
-def _timed_queries(fn: Callable[[], Any]) -> tuple[Any, int, float]:
+def _timed_queries(fn: Callable[[], T]) -> tuple[T, int, float]:
     """Call `fn` in a fresh request context: its result, SQL statements run, milliseconds."""
     from perflab_services.common import context
 
@@ -117,13 +124,13 @@ def check_list_products(
         for i, cat in enumerate(plan):
             with db.read_session() as s:
                 ref, _, ms = _timed_queries(
-                    lambda s=s, c=cat: naive.list_products(
-                        s, schemas.ProductFilters(category=c, limit=limit)
+                    partial(
+                        naive.list_products, s, schemas.ProductFilters(category=cat, limit=limit)
                     )
                 )
             naive_ms.append(ms)
             with db.read_session() as s:
-                got, q, ms = _timed_queries(lambda s=s, c=cat: student(s, c, limit))
+                got, q, ms = _timed_queries(partial(student, s, cat, limit))
             student_ms.append(ms)
             student_q.append(q)
             if i < 3:  # correctness on the first calls (each compares a whole page)
@@ -157,7 +164,7 @@ def check_list_products(
     return result
 
 
-def _category_ids():
+def _category_ids() -> Select[int]:
     from sqlalchemy import select
 
     from perflab_services.catalog.models import Category
@@ -219,7 +226,7 @@ def check_cache(
             with db.read_session() as s:
                 return repo.get_product(s, pid).model_dump_json().encode()
 
-        plain = [_timed_queries(lambda p=p: detail(p))[2] for p in keys]
+        plain = [_timed_queries(partial(detail, p))[2] for p in keys]
         cache = make_cache(60.0)
         loads = 0
 
@@ -231,7 +238,7 @@ def check_cache(
 
             return cache.get_or_load(f"product:{pid}", load)
 
-        with_cache = [_timed_queries(lambda p=p: cached(p))[2] for p in keys]
+        with_cache = [_timed_queries(partial(cached, p))[2] for p in keys]
         _require(
             cached(keys[0]) == detail(keys[0]),
             "the cached body differs from the database's",
@@ -262,7 +269,7 @@ def check_cache(
     return result
 
 
-def _count_products():
+def _count_products() -> Select[int]:
     from sqlalchemy import func, select
 
     from perflab_services.catalog.models import Product
@@ -270,11 +277,11 @@ def _count_products():
     return select(func.count(Product.id))
 
 
-GOOD_REVIEWS = [
+GOOD_REVIEWS: list[dict[str, object]] = [
     {"rating": 5, "text": "Works as described.", "author": "ana"},
     {"rating": 1, "text": "x" * 2000, "author": "b" * 80},
 ]
-BAD_REVIEWS = [
+BAD_REVIEWS: list[dict[str, object]] = [
     {},
     {"rating": 0, "text": "too low", "author": "eve"},
     {"rating": 6, "text": "too high", "author": "eve"},
@@ -290,7 +297,7 @@ BAD_REVIEWS = [
 ]
 
 
-def check_review_validation(model: type, service_url: str | None = None) -> CheckResult:
+def check_review_validation(model: type[BaseModel], service_url: str | None = None) -> CheckResult:
     """Exercise 07: a pydantic model that accepts good reviews and rejects every bad one.
 
     With `service_url`, every bad payload is also sent to the real service's review endpoint:

@@ -15,9 +15,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from perflab import paths
 from perflab.errors import LabError
+
+if TYPE_CHECKING:
+    from jupyter_client import KernelManager
+    from nbformat import NotebookNode
 
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
@@ -31,7 +36,7 @@ class NotebookError(LabError):
 @dataclass
 class Executed:
     path: Path
-    notebook: object  # nbformat.NotebookNode, with outputs
+    notebook: NotebookNode  # with outputs
     seconds: float
 
     def text(self) -> str:
@@ -52,19 +57,19 @@ class Executed:
         )
 
 
-def parameters_index(nb) -> int:
+def parameters_index(nb: NotebookNode) -> int:
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code" and PARAMETERS_TAG in cell.metadata.get("tags", []):
             return i
     raise NotebookError("the notebook has no code cell tagged 'parameters'")
 
 
-def inject_parameters(nb, parameters: dict) -> None:
+def inject_parameters(nb: NotebookNode, parameters: dict[str, object]) -> None:
     """Insert a cell setting `parameters` right after the `parameters` cell (in place)."""
     import nbformat
 
     index = parameters_index(nb)
-    source = "# Parameters injected by perflab.notebooks.execute\n" + "\n".join(
+    source = "# Parameters injected by perflab.classroom.notebooks.execute\n" + "\n".join(
         f"{name} = {value!r}" for name, value in parameters.items()
     )
     cell = nbformat.v4.new_code_cell(source)
@@ -72,7 +77,7 @@ def inject_parameters(nb, parameters: dict) -> None:
     nb.cells.insert(index + 1, cell)
 
 
-def _kernel_manager(spec_dir: Path):
+def _kernel_manager(spec_dir: Path) -> KernelManager:
     """A KernelManager whose only kernelspec is this interpreter's ipykernel."""
     from ipykernel.kernelspec import write_kernel_spec
     from jupyter_client import KernelManager

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pandas as pd
+import pytest
 
-from perflab import lessons
+from perflab.classroom import lessons
 
 
 def test_diagnostics_and_probe(start_catalog, login):
@@ -40,17 +41,22 @@ def test_counter_rate_and_timeline():
 def test_perf_gate():
     comparison = pd.DataFrame(
         {
-            "experiment": ["q", "q"],
-            "baseline": ["a", "a"],
-            "variant": ["b", "c"],
-            "statistic": ["p95", "p95"],
-            "ratio": [2.0, 0.5],
-            "verdict": ["faster", "slower"],
+            "experiment": ["q", "q", "q"],
+            "baseline": ["a", "a", "a"],
+            "variant": ["b", "c", "d"],
+            "statistic": ["p95", "p95", "p95"],
+            "ratio": [2.0, 0.5, 0.95],
+            "ci_low": [1.8, 0.4, 0.9],
+            "ci_high": [2.2, 0.6, 0.98],
+            "verdict": ["faster", "slower", "slower"],
         }
     )
-    assert lessons.perf_gate(comparison)["passes"].tolist() == [True, False]
+    assert lessons.perf_gate(comparison)["passes"].tolist() == [True, False, False]
+    # d is slower, but by less than 10%: within the margin
+    assert lessons.perf_gate(comparison, margin=0.1)["passes"].tolist() == [True, False, True]
 
 
+@pytest.mark.slow  # a Lab with a catalog and Redis
 def test_setup_checks(tmp_path):
     from perflab.lab import Lab
 

@@ -7,7 +7,7 @@ import time
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from perflab import checks
+from perflab.classroom import checks
 from perflab_services.catalog import schemas
 from perflab_services.catalog.repository import NaiveRepository, OptimizedRepository
 
@@ -104,6 +104,7 @@ def test_zipf_keys_favour_the_first():
     assert keys.count(1) > 5 * keys.count(50)
 
 
+@pytest.mark.slow  # starts and restarts a catalog
 def test_retrying_client_check_fails_a_client_without_retries(database_url, tmp_root):
     import httpx
 

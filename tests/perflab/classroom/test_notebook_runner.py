@@ -1,11 +1,12 @@
-"""perflab.notebooks.execute: parameters injected after the `parameters` cell, errors surfaced."""
+"""perflab.classroom.notebooks.execute: parameters injected after the `parameters` cell, errors
+surfaced."""
 
 from __future__ import annotations
 
 import nbformat
 import pytest
 
-from perflab import notebooks
+from perflab.classroom import notebooks
 
 
 def _write(tmp_path, *sources, tag_first=True):

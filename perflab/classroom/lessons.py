@@ -1,7 +1,7 @@
 """Small helpers the walkthrough notebooks call, so the notebooks stay narration plus a few calls.
 
 Everything here works on real parts (a running service, a run's frames) and is tested in
-tests/perflab/test_lessons.py.
+tests/perflab/classroom/test_lessons.py.
 """
 
 from __future__ import annotations
@@ -11,18 +11,21 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from perflab import paths
+from perflab import paths, stats
+
+if TYPE_CHECKING:
+    from perflab.lab import Lab
 
 DIAGNOSTIC_HEADERS = ("x-request-id", "server-timing", "x-db-queries", "x-cache")
 
 
-def setup_checks(lab: Any) -> pd.DataFrame:
+def setup_checks(lab: Lab) -> pd.DataFrame:
     """What a student's machine needs, checked for real: one row per check (ok, detail)."""
     rows: list[dict] = []
 
@@ -121,10 +124,13 @@ def metric_timeline(metrics: pd.DataFrame, metric: str, ylabel: str) -> plt.Figu
     return fig
 
 
-def perf_gate(comparison: pd.DataFrame, statistic: str = "p95") -> pd.DataFrame:
-    """A CI-style gate: each variant passes unless it is *significantly* slower than baseline."""
+def perf_gate(
+    comparison: pd.DataFrame, statistic: str = "p95", margin: float = 0.0
+) -> pd.DataFrame:
+    """A CI-style gate: each variant passes unless it is *significantly* slower than baseline
+    by more than `margin` (the rule of `perflab compare --fail-if-slower`, `stats.regressions`)."""
     c = comparison[comparison["statistic"] == statistic].copy()
-    c["passes"] = c["verdict"] != "slower"
+    c["passes"] = ~c.index.isin(stats.regressions(c, margin).index)
     return c[["experiment", "baseline", "variant", "statistic", "ratio", "verdict", "passes"]]
 
 
