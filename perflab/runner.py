@@ -136,7 +136,10 @@ def run_experiments(
                     )
                     try:
                         svc = lab.service(
-                            exp.service, label=label, log_dir=log_dir, **variant.settings
+                            exp.service_for(variant),
+                            label=label,
+                            log_dir=log_dir,
+                            **variant.settings,
                         )
                     except LabError as exc:
                         errors[key] = str(exc).splitlines()[0]

@@ -181,7 +181,9 @@ def start(lab: Lab, name: str, *, port: int | None = None, users: int | None = N
     started_at = results.iso(results.now())
     try:
         dataset = lab.ensure_data()
-        svc = lab.service(exp.service, label=label, log_dir=run_dir / "logs", **variant.settings)
+        svc = lab.service(
+            exp.service_for(variant), label=label, log_dir=run_dir / "logs", **variant.settings
+        )
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
