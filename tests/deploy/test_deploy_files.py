@@ -128,14 +128,14 @@ def manifests() -> list[dict[str, Any]]:
     k8s = DEPLOY / "k8s"
     listed = yaml.safe_load((k8s / "kustomization.yaml").read_text())["resources"]
     assert sorted(listed) == sorted(p.name for p in k8s.glob("*.yaml") if p.stem != "kustomization")
-    docs = []
+    docs: list[dict[str, Any]] = []
     for name in listed:
         docs.extend(d for d in yaml.safe_load_all((k8s / name).read_text()) if d)
     return docs
 
 
 def ours(image: str | None) -> bool:
-    return bool(image) and (image == IMAGE or image.startswith(IMAGE + ":"))
+    return image is not None and (image == IMAGE or image.startswith(IMAGE + ":"))
 
 
 def compose_containers() -> list[tuple[str, str, dict[str, str]]]:

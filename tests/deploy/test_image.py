@@ -40,8 +40,9 @@ def _engine() -> tuple[str | None, str]:
 
 def _base_image() -> str:
     text = DOCKERFILE.read_text()
-    version = re.search(r"ARG PYTHON_VERSION=(\S+)", text).group(1)
-    return f"python:{version}-slim"
+    found = re.search(r"ARG PYTHON_VERSION=(\S+)", text)
+    assert found, "the Dockerfile names no PYTHON_VERSION"
+    return f"python:{found.group(1)}-slim"
 
 
 def test_the_image_builds_and_runs_as_non_root():
