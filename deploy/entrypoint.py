@@ -27,6 +27,7 @@ import json
 import os
 import secrets
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -64,6 +65,15 @@ def server_argv(service: str, args: list[str]) -> list[str]:
         "20",
         *args,
     ]
+
+
+def multiprocess_metrics(args: list[str]) -> None:
+    """With `--workers N` > 1, give prometheus_client a folder to share between the workers, as
+    the lab does (`perflab.services.start_service`), so /metrics counts every worker's requests.
+    One worker per container (and more replicas) is the usual choice; this keeps N honest."""
+    workers, _ = _take_option(args, "--workers")
+    if workers and workers.isdigit() and int(workers) > 1:
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="metrics-"))
 
 
 def locust_master_argv(args: list[str]) -> list[str]:
@@ -236,6 +246,8 @@ RUN_ROLES: dict[str, Callable[[list[str]], int]] = {
 def main(argv: list[str]) -> int:
     role, args = (argv[0], argv[1:]) if argv else ("catalog", [])
     if role in EXEC_ROLES:
+        if role in ("catalog", "gateway"):
+            multiprocess_metrics(args)
         command = EXEC_ROLES[role](args)
         os.execv(command[0], command)
     if role in RUN_ROLES:

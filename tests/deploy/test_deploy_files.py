@@ -286,6 +286,16 @@ def test_the_roles_run_modules_and_files_that_exist():
         entrypoint.locust_worker_argv([])
 
 
+def test_several_workers_in_one_container_share_their_metrics(monkeypatch):
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    entrypoint.multiprocess_metrics(["--host", "0.0.0.0"])
+    assert "PROMETHEUS_MULTIPROC_DIR" not in entrypoint.os.environ
+    entrypoint.multiprocess_metrics(["--workers", "2"])
+    folder = Path(entrypoint.os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    assert folder.is_dir() and not any(folder.iterdir())
+    folder.rmdir()
+
+
 def test_an_unknown_role_is_one_line_and_exit_2(capsys):
     assert entrypoint.main(["nonsense"]) == 2
     err = capsys.readouterr().err
