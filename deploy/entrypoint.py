@@ -31,7 +31,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 
 PORT = 8000
@@ -67,13 +67,14 @@ def server_argv(service: str, args: list[str]) -> list[str]:
     ]
 
 
-def multiprocess_metrics(args: list[str]) -> None:
+def multiprocess_metrics(args: list[str], env: MutableMapping[str, str] = os.environ) -> None:
     """With `--workers N` > 1, give prometheus_client a folder to share between the workers, as
     the lab does (`perflab.services.start_service`), so /metrics counts every worker's requests.
     One worker per container (and more replicas) is the usual choice; this keeps N honest."""
     workers, _ = _take_option(args, "--workers")
-    if workers and workers.isdigit() and int(workers) > 1:
-        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="metrics-"))
+    several = workers is not None and workers.isdigit() and int(workers) > 1
+    if several and "PROMETHEUS_MULTIPROC_DIR" not in env:
+        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="metrics-")
 
 
 def locust_master_argv(args: list[str]) -> list[str]:

@@ -286,14 +286,17 @@ def test_the_roles_run_modules_and_files_that_exist():
         entrypoint.locust_worker_argv([])
 
 
-def test_several_workers_in_one_container_share_their_metrics(monkeypatch):
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    entrypoint.multiprocess_metrics(["--host", "0.0.0.0"])
-    assert "PROMETHEUS_MULTIPROC_DIR" not in entrypoint.os.environ
-    entrypoint.multiprocess_metrics(["--workers", "2"])
-    folder = Path(entrypoint.os.environ["PROMETHEUS_MULTIPROC_DIR"])
+def test_several_workers_in_one_container_share_their_metrics():
+    env: dict[str, str] = {}
+    entrypoint.multiprocess_metrics(["--host", "0.0.0.0"], env)
+    assert env == {}
+    entrypoint.multiprocess_metrics(["--workers", "2"], env)
+    folder = Path(env["PROMETHEUS_MULTIPROC_DIR"])
     assert folder.is_dir() and not any(folder.iterdir())
     folder.rmdir()
+    mine = {"PROMETHEUS_MULTIPROC_DIR": "/somewhere"}
+    entrypoint.multiprocess_metrics(["--workers=3"], mine)
+    assert mine == {"PROMETHEUS_MULTIPROC_DIR": "/somewhere"}  # a folder you chose is kept
 
 
 def test_an_unknown_role_is_one_line_and_exit_2(capsys):
