@@ -18,6 +18,9 @@ from perflab.loadgen import Endpoint, LoadProfile
 class Variant:
     name: str
     settings: dict[str, Any]  # keyword arguments of Lab.service: str, bool, int or float
+    # The app that serves this variant, when it is not the experiment's `service` (the
+    # frameworks comparison serves each variant with a different app).
+    service: str | None = None
 
 
 @dataclass
@@ -35,6 +38,9 @@ class Experiment:
     @property
     def baseline(self) -> str:
         return self.variants[0].name
+
+    def service_for(self, variant: Variant) -> str:
+        return variant.service or self.service
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -114,6 +120,23 @@ EXPERIMENTS: dict[str, Experiment] = {
             # `tls` is not a service setting but a way of starting it: the lab serves HTTPS with
             # its self-signed certificate and the load verifies against it.
             Variant("https", {"queries": "optimized", "cache": "memory", "tls": True, **UNLIMITED}),
+        ],
+        mix=[Endpoint("GET /products/{id}", "/products/{product}")],
+        profile=LoadProfile(model="closed", users=8, duration=30, warmup=5),
+        quick_profile=LoadProfile(model="closed", users=4, duration=8, warmup=2),
+    ),
+    "frameworks": Experiment(
+        name="frameworks",
+        title="Frameworks: the same endpoint in Flask, Django, FastAPI def and async def",
+        question="What do the framework and its server cost on the same JSON endpoint?",
+        # Each served as in production: Flask and Django under gunicorn (WSGI), FastAPI under
+        # uvicorn (ASGI); one process each; no database, the same body serialized per request
+        # by each framework (why: perflab_services/frameworks/__init__.py).
+        variants=[
+            Variant("flask", {}, service="flask"),
+            Variant("django", {}, service="django"),
+            Variant("fastapi-def", {}, service="fastapi-def"),
+            Variant("fastapi-async", {}, service="fastapi-async"),
         ],
         mix=[Endpoint("GET /products/{id}", "/products/{product}")],
         profile=LoadProfile(model="closed", users=8, duration=30, warmup=5),

@@ -53,7 +53,9 @@ def run_variant(
     check_writable(run.path)  # a disk that filled up since the last variant: say so now
     label = f"{exp.name}-{variant.name}-r{repeat}"
     try:
-        svc = lab.service(exp.service, label=label, log_dir=run.log_dir, **variant.settings)
+        svc = lab.service(
+            exp.service_for(variant), label=label, log_dir=run.log_dir, **variant.settings
+        )
     except LabError as exc:
         raise VariantSkipped(str(exc).splitlines()[0]) from None
     scraper = MetricsScraper(svc.url).start()

@@ -1,4 +1,5 @@
-"""Start and stop the sample services as uvicorn subprocesses on free loopback ports."""
+"""Start and stop the sample services on free loopback ports: ASGI apps under uvicorn, WSGI apps
+(the frameworks comparison's Flask and Django) under gunicorn, each as a subprocess."""
 
 from __future__ import annotations
 
@@ -19,7 +20,16 @@ from perflab.procs import ManagedProcess, free_port, port_in_use, spawn, wait_un
 APPS = {
     "catalog": "perflab_services.catalog.main:create_app",
     "gateway": "perflab_services.gateway.main:create_app",
+    # The frameworks comparison (perflab_services/frameworks): the same endpoint in each.
+    "fastapi-def": "perflab_services.frameworks.fastapi_app:create_def_app",
+    "fastapi-async": "perflab_services.frameworks.fastapi_app:create_async_app",
 }
+# WSGI apps, served by gunicorn as in production (settings and why: GUNICORN_CONF).
+WSGI_APPS = {
+    "flask": "perflab_services.frameworks.flask_app:create_app()",
+    "django": "perflab_services.frameworks.django_app:application",
+}
+GUNICORN_CONF = "python:perflab_services.frameworks.gunicorn_conf"
 
 
 @dataclass
@@ -87,14 +97,15 @@ def start_service(
     `url` is then https and `ca_file` verifies it. Per-install secrets (JWT key, demo users)
     live in the lab's data folder unless `env` says otherwise.
     """
-    if service not in APPS:
-        raise LabError(f"unknown service {service!r}: choose one of {', '.join(APPS)}")
+    if service not in APPS and service not in WSGI_APPS:
+        names = ", ".join([*APPS, *WSGI_APPS])
+        raise LabError(f"unknown service {service!r}: choose one of {names}")
     if port is not None and port_in_use(port):
         raise LabError(f"port {port} is taken: stop what uses it, or leave --port out")
     port = port or free_port()
     label = label or service
     log_dir.mkdir(parents=True, exist_ok=True)
-    prefix = service.upper()
+    prefix = service.upper().replace("-", "_")
     log_file = log_dir / f"{label}.jsonl"
     output = log_dir / f"{label}.out"
     env = {
@@ -107,30 +118,21 @@ def start_service(
     if workers > 1:
         metrics_dir = Path(tempfile.mkdtemp(prefix=f"perflab-metrics-{label}-"))
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    argv = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        APPS[service],
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-        "--timeout-graceful-shutdown",
-        "3",
-    ]
+    if service in WSGI_APPS:
+        argv = _gunicorn_argv(WSGI_APPS[service], port, workers)
+    else:
+        argv = _uvicorn_argv(APPS[service], port, workers)
     ca_file: Path | None = None
     if tls:
         from perflab.tls import ensure_certificate
 
         cert = ensure_certificate()
-        argv += ["--ssl-keyfile", str(cert.key_file), "--ssl-certfile", str(cert.cert_file)]
+        key, crt = (
+            ("--keyfile", "--certfile")
+            if service in WSGI_APPS
+            else ("--ssl-keyfile", "--ssl-certfile")
+        )
+        argv += [key, str(cert.key_file), crt, str(cert.cert_file)]
         ca_file = cert.cert_file
     proc = spawn(label, argv, env=env, output=output, cwd=paths.ROOT)
     url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
@@ -143,6 +145,44 @@ def start_service(
     return ServiceHandle(
         label, url, port, env, log_file, output, proc, metrics_dir=metrics_dir, ca_file=ca_file
     )
+
+
+def _uvicorn_argv(app: str, port: int, workers: int) -> list[str]:
+    """uvicorn serving the ASGI app factory `app` on loopback."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--timeout-graceful-shutdown",
+        "3",
+    ]
+
+
+def _gunicorn_argv(app: str, port: int, workers: int) -> list[str]:
+    """gunicorn serving the WSGI `app` on loopback, with the lab's settings (GUNICORN_CONF)."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        GUNICORN_CONF,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        app,
+    ]
 
 
 def _healthy(url: str, ca_file: Path | None) -> Callable[[], bool]:

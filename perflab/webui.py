@@ -162,7 +162,9 @@ def start(lab: Lab, name: str, *, port: int | None = None, users: int | None = N
     raw_dir.mkdir(parents=True, exist_ok=True)
     try:
         dataset = lab.ensure_data()
-        svc = lab.service(exp.service, label=label, log_dir=session.log_dir, **variant.settings)
+        svc = lab.service(
+            exp.service_for(variant), label=label, log_dir=session.log_dir, **variant.settings
+        )
     except BaseException:
         shutil.rmtree(session.path, ignore_errors=True)
         raise

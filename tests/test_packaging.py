@@ -44,3 +44,12 @@ def test_every_package_folder_is_listed_under_its_import_name():
             rel = init.parent.relative_to(ROOT).parts
             found.add(".".join((mapping.get(rel[0], rel[0]), *rel[1:])))
     assert found == listed
+
+
+def test_the_license_file_is_the_license_pyproject_names():
+    license = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"]
+    text = (ROOT / "LICENSE").read_text()
+    assert license in ({"text": "MIT"}, "MIT")  # the table form, or an SPDX expression
+    assert text.startswith("MIT License\n")
+    assert "Copyright (c) 2026 perflab contributors" in text
+    assert 'THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND' in text
