@@ -24,7 +24,6 @@ time, so a service whose event loop idles half the time shows about 50% busy plu
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
 import os
@@ -545,13 +544,3 @@ def _fit(name: str, width: float) -> str:
     if chars < 3:
         return ""
     return name if len(name) <= chars else name[: chars - 1] + "…"
-
-
-@contextlib.contextmanager
-def maybe(pids: Iterable[int], folder: Path | None, **kw: object) -> Iterator[ProfileSession | None]:
-    """`profile(...)` when `folder` is given, else nothing: for callers with a --profile flag."""
-    if folder is None:
-        yield None
-        return
-    with profile(pids, folder, **kw) as session:  # type: ignore[arg-type]
-        yield session
