@@ -76,6 +76,10 @@ _WAITING = {
 }
 
 
+# Threads of the lab's own that sleep between checks (py-spy does not always see them idle).
+_IGNORED_THREADS = ("perflab-parent-watchdog",)
+
+
 # --- finding the processes ---------------------------------------------------------------------
 def service_pids(pid: int) -> list[int]:
     """The processes that answer requests: uvicorn's workers, or `pid` itself with one worker.
@@ -309,10 +313,12 @@ def load(path: Path) -> Samples:
         else:
             stacks.extend(_evented(prof, frames, thread))
             spans.append((prof["endValue"] - prof["startValue"]) * _unit_seconds(prof["unit"]))
-    meta = Path(str(path).removesuffix(".speedscope.json") + ".meta.json")
+    # The wall time profiled (from the sidecar the session writes), or at least the busiest
+    # thread's sampled time: py-spy's samples can add up to a little more than the clock said.
     wall = max(spans, default=0.0)
+    meta = Path(str(path).removesuffix(".speedscope.json") + ".meta.json")
     if meta.exists():
-        wall = float(json.loads(meta.read_text()).get("seconds") or wall)
+        wall = max(wall, float(json.loads(meta.read_text()).get("seconds") or 0.0))
     names = [p.get("name", "") for p in doc["profiles"]]
     main = next((n for n in names if "MainThread" in n), names[0] if len(names) == 1 else None)
     return Samples(stacks, wall, main)
@@ -394,7 +400,9 @@ def group_of(frame: Frame) -> str:
     return "other"
 
 
-def _is_waiting(stack: tuple[Frame, ...]) -> bool:
+def _is_waiting(thread: str, stack: tuple[Frame, ...]) -> bool:
+    if any(name in thread for name in _IGNORED_THREADS):
+        return True
     return bool(stack) and stack[-1].name in _WAITING
 
 
@@ -421,8 +429,8 @@ def table(path: Path, top: int = 15) -> pd.DataFrame:
     s = load(path)
     self_t: Counter[Frame] = Counter()
     total_t: Counter[Frame] = Counter()
-    for _thread, stack, w in s.stacks:
-        if not stack or _is_waiting(stack):
+    for thread, stack, w in s.stacks:
+        if not stack or _is_waiting(thread, stack):
             continue
         self_t[stack[-1]] += w
         for frame in set(stack):
@@ -448,7 +456,7 @@ def groups(path: Path) -> pd.DataFrame:
     by: dict[str, float] = defaultdict(float)
     main_busy = 0.0
     for thread, stack, w in s.stacks:
-        if not stack or _is_waiting(stack):
+        if not stack or _is_waiting(thread, stack):
             continue
         by[group_of(stack[-1])] += w
         if thread == s.main_thread:
@@ -494,7 +502,7 @@ def flamegraph(path: Path, svg: Path, width: int = 1200, row: int = 17) -> Path:
     s = load(path)
     tree: dict = {"n": 0.0, "kids": {}}
     for thread, stack, w in s.stacks:
-        if not stack or _is_waiting(stack):
+        if not stack or _is_waiting(thread, stack):
             continue
         node = tree
         node["n"] += w

@@ -38,6 +38,13 @@ class Catalog:
 
         return await self.cache.get_or_load(product_key(product_id), "detail", query)
 
+    async def product_brief(self, product_id: int) -> bytes:
+        def query() -> bytes:
+            with self.db.read_session() as s:
+                return self.repo.get_brief(s, product_id).model_dump_json().encode()
+
+        return await self.cache.get_or_load(product_key(product_id), "brief", query)
+
     async def category_top(self, category_id: int, limit: int) -> bytes:
         def query() -> bytes:
             with self.db.read_session() as s:
