@@ -211,13 +211,7 @@ def wrk_rps(url: str, seconds: float, log: Path, connections: int = 8) -> float:
     about there. NaN if wrk saw non-2xx answers (they are not the endpoint being measured).
     """
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", url]
-    proc = spawn("wrk", argv, output=log, cwd=paths.ROOT)
-    try:
-        proc.popen.wait(seconds + 30)
-    except subprocess.TimeoutExpired:
-        pass
-    finally:
-        proc.stop()
+    run_measured(argv, log, timeout=seconds + 30)
     text = log.read_text(errors="replace")
     last = text.rsplit("Running ", 1)[-1]  # the log is appended to: this run's part
     m = re.search(r"Requests/sec:\s+([\d.]+)", last)

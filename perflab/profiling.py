@@ -411,6 +411,8 @@ def _short(file: str) -> str:
     path = file.replace("\\", "/")
     if "site-packages/" in path:
         return path.rsplit("site-packages/", 1)[1]
+    if "/perflab_services/" in path:
+        return "perflab_services/" + path.rsplit("/perflab_services/", 1)[1]
     if "/services/" in path:
         return "perflab_services/" + path.rsplit("/services/", 1)[1]
     if "/perflab/" in path:

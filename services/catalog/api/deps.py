@@ -10,13 +10,16 @@ dependencies are for, and the list endpoint that uses it does milliseconds of SQ
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request, Response
 from sqlalchemy.orm import Session
 
+from perflab_services.catalog.repository import NotFound
 from perflab_services.catalog.service import Catalog
+
+MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database
 
 
 def catalog(request: Request) -> Catalog:
@@ -28,3 +31,14 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+async def cached_json(kind: str, ident: int, load: Callable[[int], Awaitable[bytes]]) -> Response:
+    """The JSON bytes the service made (or had cached) for `ident`; a 404 for an unknown one."""
+    if not 1 <= ident <= MAX_ID:
+        raise HTTPException(404, f"{kind} {ident} not found")
+    try:
+        body = await load(ident)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    return Response(body, media_type="application/json")

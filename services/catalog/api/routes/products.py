@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 
 from perflab_services.catalog import schemas
-from perflab_services.catalog.api.deps import SessionDep, catalog
+from perflab_services.catalog.api.deps import MAX_ID, SessionDep, cached_json, catalog
 from perflab_services.catalog.api.security import Editor
 from perflab_services.catalog.repository import NotFound
 
@@ -47,26 +47,14 @@ def list_products(
 
 @router.get("/{product_id}", response_model=schemas.ProductDetail)
 async def get_product(product_id: int, request: Request) -> Response:
-    if not 1 <= product_id <= 2**31 - 1:
-        raise HTTPException(404, f"product {product_id} not found")
-    try:
-        body = await catalog(request).product_detail(product_id)
-    except NotFound as exc:
-        raise HTTPException(404, str(exc)) from None
-    return Response(body, media_type="application/json")
+    return await cached_json("product", product_id, catalog(request).product_detail)
 
 
 @router.get("/{product_id}/brief", response_model=schemas.ProductBrief)
 async def get_product_brief(product_id: int, request: Request) -> Response:
     """The product without its reviews: a primary-key look-up, about as cheap for the database
     as a Redis round trip is, so a cache buys little here (the caching lesson's counter-example)."""
-    if not 1 <= product_id <= 2**31 - 1:
-        raise HTTPException(404, f"product {product_id} not found")
-    try:
-        body = await catalog(request).product_brief(product_id)
-    except NotFound as exc:
-        raise HTTPException(404, str(exc)) from None
-    return Response(body, media_type="application/json")
+    return await cached_json("product", product_id, catalog(request).product_brief)
 
 
 @router.post("/{product_id}/reviews", response_model=schemas.ReviewOut, status_code=201)
@@ -78,7 +66,7 @@ async def add_review(
     _: Editor,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=80)] = None,
 ) -> schemas.ReviewOut:
-    if not 1 <= product_id <= 2**31 - 1:
+    if not 1 <= product_id <= MAX_ID:
         raise HTTPException(404, f"product {product_id} not found")
     try:
         out, created = await catalog(request).add_review(product_id, review, idempotency_key)
