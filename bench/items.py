@@ -58,6 +58,8 @@ class Budget:
     demo: bool
     notebooks: bool
     scale_configs: tuple[tuple[int, int], ...]  # (uvicorn workers, Locust workers)
+    # Item 5's warm-cache and whole-catalog detail loads (three to five loads more): full only.
+    cache_effects_in_full: bool = True
 
     @classmethod
     def full(cls) -> Budget:
@@ -66,7 +68,7 @@ class Budget:
 
     @classmethod
     def quick(cls) -> Budget:
-        return cls(2, 0.5, 4, 2, 0.4, 2, 0.2, 1, 100, 10, 1, False, False, ((1, 1), (2, 2)))
+        return cls(2, 0.5, 4, 2, 0.4, 2, 0.2, 1, 100, 10, 1, False, False, ((1, 1), (2, 2)), False)
 
 
 @dataclass
@@ -423,6 +425,9 @@ def effect_sizes(b: Bench) -> list[Row]:
             f"{detail}; optimized {lo_.rps:.0f} req/s ({len(lo_.samples)} req)",
         )
     ]
+    if not b.budget.cache_effects_in_full:
+        caches = ("redis", "memory")
+        return rows + _detail_effects(b, "popular", POPULAR_PRODUCTS, caches, warm=False)
     # The whole catalog first, while the caches are cold (Redis keeps what a variant stored).
     rows += _detail_effects(b, "catalog", 0, ("redis",))
     rows += _detail_effects(b, "popular", POPULAR_PRODUCTS, ("redis", "memory"))
@@ -434,7 +439,9 @@ def _hit_ratio(load: measure.Load) -> float:
     return float((s["x_cache"] == "hit").mean()) if len(s) else float("nan")
 
 
-def _detail_effects(b: Bench, scope: str, products: int, caches: tuple[str, ...]) -> list[Row]:
+def _detail_effects(
+    b: Bench, scope: str, products: int, caches: tuple[str, ...], warm: bool = True
+) -> list[Row]:
     """p50 of the detail endpoint without a cache vs with each cache, same traffic.
 
     `popular` (the bar): Zipf over the POPULAR_PRODUCTS most popular ids, a warm cache after
@@ -444,11 +451,11 @@ def _detail_effects(b: Bench, scope: str, products: int, caches: tuple[str, ...]
     # The popular traffic is measured warm: a warm-up as long as the run fills the cache with
     # the same traffic first (excluded from the statistics, as the lab's runner excludes its own).
     run = b.budget.duration
-    warm = {"warmup": float(run), "duration": 2 * run} if products else {}
+    longer = {"warmup": float(run), "duration": 2 * run} if products and warm else {}
     for cache in ("none", *caches):
         label = f"effect-detail-{scope}-{cache}"
         with b.catalog(label, queries="optimized", cache=cache) as svc:
-            detail[cache] = b.load(svc.url, DETAIL, label, products=products, **warm)
+            detail[cache] = b.load(svc.url, DETAIL, label, products=products, **longer)
     both = pd.concat([ld.samples.assign(variant=k) for k, ld in detail.items()])
     total = b.extra["products"]
     traffic = (

@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 import orjson
 import structlog
@@ -24,14 +24,25 @@ from structlog.typing import FilteringBoundLogger
 # What services pass around: `logger.info("event", key=value, ...)`; every level method exists.
 Logger = FilteringBoundLogger
 
-_OFF = logging.CRITICAL + 10  # above every level: each method is a no-op
+
+def _drop(*_args: Any, **_kw: Any) -> None:
+    return None
+
+
+class _Off:
+    """What `make_logger` returns when logging is off: every call (and `bind`) does nothing."""
+
+    def bind(self, **_kw: Any) -> _Off:
+        return self
+
+    def __getattr__(self, _name: str) -> Any:
+        return _drop
 
 
 def make_logger(service: str, log_file: str | None, enabled: bool = True) -> Logger:
     """Return a bound structlog logger writing JSON lines, or a no-op one when disabled."""
     if not enabled:
-        off = structlog.make_filtering_bound_logger(_OFF)
-        return structlog.wrap_logger(None, wrapper_class=off)
+        return cast(Logger, _Off())
     stream: BinaryIO
     if log_file:
         path = Path(log_file)
