@@ -35,7 +35,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -147,12 +147,6 @@ class ProcessProfile:
     speedscope: Path | None = None
     svg: Path | None = None
     note: str = ""
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["speedscope"] = self.speedscope.name if self.speedscope else None
-        d["svg"] = self.svg.name if self.svg else None
-        return d
 
 
 @dataclass
