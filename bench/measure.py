@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -195,6 +197,28 @@ def bare_locust(
     finally:
         proc.stop()
     return locust_final_count(log)
+
+
+# --- wrk: throughput from outside -------------------------------------------------------------
+def wrk_available() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def wrk_rps(url: str, seconds: float, log: Path, connections: int = 8) -> float:
+    """Requests/s of non-error answers measured by wrk (one thread, keep-alive connections).
+
+    Faster than any Python client, so a fast endpoint is measured, not the load generator:
+    one Locust process tops out near 5-8k req/s on our machines, a bare FastAPI endpoint is
+    about there. NaN if wrk saw non-2xx answers (they are not the endpoint being measured).
+    """
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", url]
+    run_measured(argv, log, timeout=seconds + 30)
+    text = log.read_text(errors="replace")
+    last = text.rsplit("Running ", 1)[-1]  # the log is appended to: this run's part
+    m = re.search(r"Requests/sec:\s+([\d.]+)", last)
+    if m is None or "Non-2xx" in last:
+        return float("nan")
+    return float(m.group(1))
 
 
 # --- memory of a process tree ----------------------------------------------------------------

@@ -1,9 +1,12 @@
 """A deterministic, seeded catalog dataset: categories, products, reviews.
 
 The same seed and size give the same rows on every machine, so students compare numbers that
-mean the same thing. Review counts are skewed (a few products have hundreds of reviews, most a
-handful), the way real catalogs are; the load tests add a Zipf-like popularity over product ids
-so caches see hot and cold keys.
+mean the same thing. Review counts follow the same popularity as the lab's traffic (Zipf over
+product ids, id 1 the hottest: `loadtests/lab.py`): what people look at most is what they
+review most, so the hottest products have thousands of reviews and the tail a handful, the way
+real catalogs are. That makes the product page of a popular product real work for the database
+(its rating summary counts thousands of rows), which is what a cache then saves; each product
+also has its own rating profile, so the pages differ.
 
 SQLite datasets are written to a temporary file and renamed into place, so an interrupted
 generation never leaves half a database behind.
@@ -27,7 +30,7 @@ from sqlalchemy.engine import make_url
 from perflab_services.catalog.core.db import is_sqlite, make_engine
 from perflab_services.catalog.models import Base, Category, Product, Review
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -241,16 +244,51 @@ def checksums(database_url: str) -> dict[str, str]:
     return out
 
 
-def _review_product_ids(rng: random.Random, size: Size) -> list[int]:
-    """Half the reviews spread evenly, half skewed towards low ids (weights 1/k^0.6)."""
-    even = [rng.randint(1, size.products) for _ in range(size.reviews // 2)]
-    weights = list(itertools.accumulate(1 / k**0.6 for k in range(1, size.products + 1)))
-    skewed = rng.choices(
-        range(1, size.products + 1), cum_weights=weights, k=size.reviews - len(even)
-    )
-    ids = even + skewed
-    ids.sort()  # reviews arrive grouped by product, as an import would write them
-    return ids
+ZIPF_S = 1.0  # the popularity exponent, as the load's default (`zipf_s` in loadtests/lab.py)
+HANDFUL = (1, 5)  # every product has at least a few reviews
+
+
+def review_counts(rng: random.Random, size: Size) -> list[int]:
+    """Reviews per product (index 0 is product 1): a handful each, the rest by popularity.
+
+    The popular share goes to product k in proportion to 1 / k^ZIPF_S, the same weights the
+    load gives to requests, and adds up exactly to `size.reviews` (largest remainders first).
+    """
+    base = [rng.randint(*HANDFUL) for _ in range(size.products)]
+    rest = size.reviews - sum(base)
+    if rest < 0:
+        raise ValueError(f"{size} has fewer reviews than a handful per product")
+    weights = [1 / k**ZIPF_S for k in range(1, size.products + 1)]
+    total = sum(weights)
+    shares = [rest * w / total for w in weights]
+    counts = [b + int(x) for b, x in zip(base, shares, strict=True)]
+    left = size.reviews - sum(counts)
+    by_remainder = sorted(range(size.products), key=lambda i: (int(shares[i]) - shares[i], i))
+    for i in by_remainder[:left]:
+        counts[i] += 1
+    return counts
+
+
+# Rating weights (1 to 5 stars) of a poor and of an excellent product; each product's profile
+# lies between them, so means range from about 2 to about 4.5.
+_POOR = (6, 4, 3, 2, 1)
+_GREAT = (1, 1, 2, 6, 12)
+
+
+def _reviews(rng: random.Random, size: Size) -> Iterator[dict]:
+    """Reviews grouped by product (as an import would write them), dates over 600 days."""
+    base = datetime(2024, 1, 1)
+    for pid, n in enumerate(review_counts(rng, size), start=1):
+        q = rng.random()
+        weights = [p + (g - p) * q for p, g in zip(_POOR, _GREAT, strict=True)]
+        for rating in rng.choices((1, 2, 3, 4, 5), weights=weights, k=n):
+            yield {
+                "product_id": pid,
+                "rating": rating,
+                "text": " ".join(rng.choices(_WORDS, k=12)),
+                "author": rng.choice(_AUTHORS),
+                "created_at": base + timedelta(seconds=rng.randint(0, 600 * 86400)),
+            }
 
 
 def generate(database_url: str, size_name: str = "small", seed: int = 42) -> dict:
@@ -274,7 +312,6 @@ def generate(database_url: str, size_name: str = "small", seed: int = 42) -> dic
         meta_table(engine).drop(engine, checkfirst=True)
         Base.metadata.create_all(engine)
         rng = random.Random(seed)
-        base = datetime(2024, 1, 1)
         with engine.begin() as conn:
             conn.execute(
                 insert(Category),
@@ -299,16 +336,7 @@ def generate(database_url: str, size_name: str = "small", seed: int = 42) -> dic
                 for i in range(1, size.products + 1)
             )
             _bulk_insert(conn, Product, products, 5_000)
-            reviews = (
-                {
-                    "product_id": pid,
-                    "rating": rng.choices((1, 2, 3, 4, 5), weights=(1, 1, 2, 4, 5))[0],
-                    "text": " ".join(rng.choices(_WORDS, k=12)),
-                    "author": rng.choice(_AUTHORS),
-                    "created_at": base + timedelta(seconds=rng.randint(0, 600 * 86400)),
-                }
-                for pid in _review_product_ids(rng, size)
-            )
+            reviews = _reviews(rng, size)
             _bulk_insert(conn, Review, reviews, 10_000)
             if conn.dialect.name == "postgresql":
                 # Fresh statistics, so the planner sees the real table sizes right away.

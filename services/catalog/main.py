@@ -37,14 +37,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def count_cache_error() -> None:
         if metrics is not None:
-            metrics.cache.labels(settings.cache, "error").inc()
+            metrics.count_cache(settings.cache, "error")
 
     cache = make_cache(
         settings.cache,
         redis_url=settings.redis_url,
         ttl=settings.cache_ttl_seconds,
         max_entries=settings.cache_max_entries,
-        **({"logger": logger, "on_error": count_cache_error} if settings.cache == "redis" else {}),
+        logger=logger,
+        on_error=count_cache_error,
     )
     faults = Faults.create(metrics.registry if metrics is not None else None, logger)
     faults.instrument_engine(db.engine)
@@ -59,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             indexes = set_indexes(db.engine, present=settings.queries == "optimized")
             logger.info("startup", variant=settings.variant, indexes=indexes)
         yield
-        cache.close()
+        await cache.close()
         faults.close()
         db.dispose()
 

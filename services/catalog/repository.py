@@ -6,10 +6,17 @@ computes aggregates in Python. `OptimizedRepository` answers the same questions 
 loading, keyset pagination, only the needed columns and aggregates in SQL: at most 3 statements
 whatever the page size. Both return the same response models, so any difference the lab measures
 is the data access alone.
+
+The product page (`get_product`) is what a shop shows: the product, the rating summary (count,
+mean, reviews per star) and the latest reviews. Its cost grows with the product's reviews, and
+the popular products have thousands (`datagen.py`): the naive variant loads every one of them
+as an object to count them in Python; the optimized one counts per star in SQL over the
+`(product_id, rating)` index and reads only the latest few through `(product_id, created_at)`.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -21,6 +28,7 @@ from perflab_services.catalog import schemas
 from perflab_services.catalog.models import Category, Product, Review
 
 LATEST_REVIEWS = 5
+STARS = (1, 2, 3, 4, 5)
 
 
 class NotFound(Exception):
@@ -30,6 +38,7 @@ class NotFound(Exception):
 class Repository(Protocol):
     def list_products(self, s: Session, f: schemas.ProductFilters) -> schemas.ProductPage: ...
     def get_product(self, s: Session, product_id: int) -> schemas.ProductDetail: ...
+    def get_brief(self, s: Session, product_id: int) -> schemas.ProductBrief: ...
     def category_top(self, s: Session, category_id: int, limit: int) -> schemas.CategoryTop: ...
 
 
@@ -48,6 +57,17 @@ def _filtered(stmt: Select, f: schemas.ProductFilters) -> Select:
 def _summary(ratings: list[int]) -> schemas.RatingSummary:
     mean = round(sum(ratings) / len(ratings), 3) if ratings else None
     return schemas.RatingSummary(count=len(ratings), mean=mean)
+
+
+def _breakdown(per_star: dict[int, int]) -> schemas.RatingBreakdown:
+    """Count, mean and histogram from {star: reviews}; the same arithmetic in both variants."""
+    count = sum(per_star.values())
+    total = sum(star * n for star, n in per_star.items())
+    return schemas.RatingBreakdown(
+        count=count,
+        mean=round(total / count, 3) if count else None,
+        histogram={star: per_star.get(star, 0) for star in STARS},
+    )
 
 
 # --- statements ------------------------------------------------------------------------------
@@ -92,6 +112,24 @@ def ratings(ids: list[int]) -> Select:
 
 def product_with_category(product_id: int) -> Select:
     return select(Product).options(joinedload(Product.category)).where(Product.id == product_id)
+
+
+def brief(product_id: int) -> Select:
+    return (
+        select(Product.id, Product.name, Product.price, Product.stock, Product.category_id)
+        .add_columns(Category.name)
+        .join(Category, Category.id == Product.category_id)
+        .where(Product.id == product_id)
+    )
+
+
+def rating_histogram(product_id: int) -> Select:
+    """Reviews per star of one product: an index-only scan of `(product_id, rating)`."""
+    return (
+        select(Review.rating, func.count())
+        .where(Review.product_id == product_id)
+        .group_by(Review.rating)
+    )
 
 
 def latest_reviews(product_id: int) -> Select:
@@ -143,18 +181,30 @@ class NaiveRepository:
         p = s.get(Product, product_id)
         if p is None:
             raise NotFound(f"product {product_id} not found")
-        reviews = list(p.reviews)
+        reviews = list(p.reviews)  # every review of the product, as objects
         latest = sorted(reviews, key=lambda r: (r.created_at, r.id), reverse=True)
         return schemas.ProductDetail(
+            **self._brief(p).model_dump(),
+            description=p.description,
+            reviews=_breakdown(Counter(r.rating for r in reviews)),
+            latest_reviews=[schemas.ReviewOut.model_validate(r) for r in latest[:LATEST_REVIEWS]],
+        )
+
+    def get_brief(self, s: Session, product_id: int) -> schemas.ProductBrief:
+        p = s.get(Product, product_id)
+        if p is None:
+            raise NotFound(f"product {product_id} not found")
+        return self._brief(p)
+
+    @staticmethod
+    def _brief(p: Product) -> schemas.ProductBrief:
+        return schemas.ProductBrief(
             id=p.id,
             name=p.name,
-            description=p.description,
             price=p.price,
             stock=p.stock,
             category_id=p.category_id,
             category=p.category.name,
-            reviews=_summary([r.rating for r in reviews]),
-            latest_reviews=[schemas.ReviewOut.model_validate(r) for r in latest[:LATEST_REVIEWS]],
         )
 
     def category_top(self, s: Session, category_id: int, limit: int) -> schemas.CategoryTop:
@@ -206,18 +256,27 @@ class OptimizedRepository:
         p = s.scalars(product_with_category(product_id)).one_or_none()
         if p is None:
             raise NotFound(f"product {product_id} not found")
+        per_star = {star: n for star, n in s.execute(rating_histogram(product_id)).all()}
         latest = s.scalars(latest_reviews(product_id)).all()
-        empty = schemas.RatingSummary(count=0, mean=None)
         return schemas.ProductDetail(
             id=p.id,
             name=p.name,
-            description=p.description,
             price=p.price,
             stock=p.stock,
             category_id=p.category_id,
             category=p.category.name,
-            reviews=self._ratings(s, [p.id]).get(p.id, empty),
+            description=p.description,
+            reviews=_breakdown(per_star),
             latest_reviews=[schemas.ReviewOut.model_validate(r) for r in latest],
+        )
+
+    def get_brief(self, s: Session, product_id: int) -> schemas.ProductBrief:
+        row = s.execute(brief(product_id)).one_or_none()
+        if row is None:
+            raise NotFound(f"product {product_id} not found")
+        pid, name, price, stock, category_id, category = row
+        return schemas.ProductBrief(
+            id=pid, name=name, price=price, stock=stock, category_id=category_id, category=category
         )
 
     def category_top(self, s: Session, category_id: int, limit: int) -> schemas.CategoryTop:

@@ -12,6 +12,12 @@ class RatingSummary(BaseModel):
     mean: float | None
 
 
+class RatingBreakdown(RatingSummary):
+    """The product page's rating block: how many reviews, their mean, and each star's count."""
+
+    histogram: dict[int, int] = Field(description="reviews per star, 1 to 5 (all five present)")
+
+
 class ProductSummary(BaseModel):
     id: int
     name: str
@@ -38,15 +44,22 @@ class ReviewOut(BaseModel):
     created_at: datetime
 
 
-class ProductDetail(BaseModel):
+class ProductBrief(BaseModel):
+    """A product without its reviews: one primary-key look-up (the cheap read of the lab)."""
+
     id: int
     name: str
-    description: str
     price: float
     stock: int
     category_id: int
     category: str
-    reviews: RatingSummary
+
+
+class ProductDetail(ProductBrief):
+    """The product page a shop shows: the product, its rating summary, the latest reviews."""
+
+    description: str
+    reviews: RatingBreakdown
     latest_reviews: list[ReviewOut]
 
 

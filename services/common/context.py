@@ -9,8 +9,8 @@ points at the same `RequestContext`, and the middleware sees the counts when the
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -22,7 +22,8 @@ class RequestContext:
     request_id: str
     db_queries: int = 0
     db_seconds: float = 0.0
-    cache: str | None = None
+    cache: str | None = None  # hit, miss or bypass
+    cache_backend: str | None = None  # which cache answered: none, memory or redis
     cache_seconds: float = 0.0
     # More Server-Timing entries (name -> seconds), e.g. the gateway's `upstream`.
     timings: dict[str, float] = field(default_factory=dict)
@@ -33,10 +34,14 @@ current: ContextVar[RequestContext | None] = ContextVar("perflab_request", defau
 
 
 def new_request_id(incoming: str | None = None) -> str:
-    """Keep a caller's id when it is safe to echo into headers and logs; else make one."""
+    """Keep a caller's id when it is safe to echo into headers and logs; else make one.
+
+    A new id is 128 random bits as 32 hex digits: the shape of a W3C trace id, so the request
+    id can be the trace id (and it costs a fifth of `uuid.uuid4().hex`).
+    """
     if incoming and _VALID_ID.match(incoming):
         return incoming
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def get() -> RequestContext | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -79,12 +80,33 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.service = service
+        # `labels()` validates and looks up its child on every call; a request's series are
+        # few (method x route template x status class), so each is looked up once and kept.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
+        self._cache_series: dict[tuple[str, str], Any] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float, db_queries: int):
-        status_class = f"{status // 100}xx"
-        self.requests.labels(method, route, status_class).inc()
-        self.duration.labels(method, route, status_class).observe(seconds)
-        self.db_queries.labels(route).observe(db_queries)
+        key = (method, route, status // 100)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = self._children(method, route, f"{status // 100}xx")
+        requests, duration, queries = series
+        requests.inc()
+        duration.observe(seconds)
+        queries.observe(db_queries)
+
+    def count_cache(self, cache: str, result: str) -> None:
+        child = self._cache_series.get((cache, result))
+        if child is None:
+            child = self._cache_series[(cache, result)] = self.cache.labels(cache, result)
+        child.inc()
+
+    def _children(self, method: str, route: str, status_class: str) -> tuple[Any, Any, Any]:
+        return (
+            self.requests.labels(method, route, status_class),
+            self.duration.labels(method, route, status_class),
+            self.db_queries.labels(route),
+        )
 
     def render(self) -> tuple[bytes, str]:
         if self.multiprocess_dir is None:

@@ -2,7 +2,10 @@
 
 It is pure ASGI (not Starlette's `BaseHTTPMiddleware`) because it sits on every request of a
 service whose speed is being measured: it wraps `send` to add headers and does no extra task
-switching or body buffering. The harness measures what it costs (benchmarks).
+switching or body buffering. The harness measures what it costs (benchmarks, and the lab's
+profiler: `perflab.profiling`), so it does the least per request that still gives every
+feature: one pass over the request headers, metric series looked up once per route
+(`ServiceMetrics.observe`), the log line rendered by orjson (`common/logging.py`).
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ import json
 import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
-from typing import Any
+from typing import Any, Protocol
 
-from perflab_services.common import context
+from perflab_services.common import context, profiler
+from perflab_services.common.logging import Logger
 from perflab_services.common.metrics import ServiceMetrics
 
 Scope = MutableMapping[str, Any]
@@ -21,6 +25,16 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ObservabilitySettings(Protocol):
+    """What `add_observability` reads from a service's `Settings` (catalog and gateway alike)."""
+
+    @property
+    def variant(self) -> str: ...
+
+    headers_enabled: bool
+    log_enabled: bool
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -49,7 +63,7 @@ class ObservabilityMiddleware:
         self,
         app: ASGIApp,
         *,
-        logger: Any,
+        logger: Logger,
         metrics: ServiceMetrics | None,
         variant: str,
         headers: bool = True,
@@ -80,18 +94,7 @@ class ObservabilityMiddleware:
                 headers = list(message.get("headers", ()))
                 headers.append((b"x-request-id", ctx.request_id.encode()))
                 if self.headers:
-                    app_ms = (perf_counter() - start) * 1000
-                    parts = [
-                        f"db;dur={ctx.db_seconds * 1000:.3f}",
-                        f"cache;dur={ctx.cache_seconds * 1000:.3f}",
-                        *(f"{name};dur={sec * 1000:.3f}" for name, sec in ctx.timings.items()),
-                        f"app;dur={app_ms:.3f}",
-                    ]
-                    timing = ", ".join(parts)
-                    headers.append((b"server-timing", timing.encode()))
-                    headers.append((b"x-db-queries", str(ctx.db_queries).encode()))
-                    if ctx.cache is not None:
-                        headers.append((b"x-cache", ctx.cache.encode()))
+                    headers += _timing_headers(ctx, perf_counter() - start)
                 message["headers"] = headers
             await send(message)
 
@@ -122,7 +125,7 @@ class ObservabilityMiddleware:
             if self.metrics is not None:
                 self.metrics.observe(method, route, status, seconds, ctx.db_queries)
                 if ctx.cache is not None:
-                    self.metrics.cache.labels(self.variant, ctx.cache).inc()
+                    self.metrics.count_cache(ctx.cache_backend or "none", ctx.cache)
             if self.log:
                 fields: dict[str, Any] = {
                     "method": method,
@@ -137,7 +140,8 @@ class ObservabilityMiddleware:
                     "request_id": ctx.request_id,
                     "variant": self.variant,
                 }
-                fields.update(ctx.extra)
+                if ctx.extra:
+                    fields.update(ctx.extra)
                 if error:
                     self.logger.error("request", error=error, **fields)
                 else:
@@ -145,10 +149,30 @@ class ObservabilityMiddleware:
             context.current.reset(token)
 
 
+def _timing_headers(ctx: context.RequestContext, app_seconds: float) -> list[tuple[bytes, bytes]]:
+    """Server-Timing (db, cache, any extra timings, the whole app), X-DB-Queries, X-Cache."""
+    timing = f"db;dur={ctx.db_seconds * 1000:.3f}, cache;dur={ctx.cache_seconds * 1000:.3f}"
+    for name, sec in ctx.timings.items():
+        timing += f", {name};dur={sec * 1000:.3f}"
+    timing += f", app;dur={app_seconds * 1000:.3f}"
+    out = [(b"server-timing", timing.encode()), (b"x-db-queries", str(ctx.db_queries).encode())]
+    if ctx.cache is not None:
+        out.append((b"x-cache", ctx.cache.encode()))
+    return out
+
+
 def add_observability(
-    app: Any, settings: Any, *, logger: Any, metrics: ServiceMetrics | None
+    app: Any,
+    settings: ObservabilitySettings,
+    *,
+    logger: Logger,
+    metrics: ServiceMetrics | None,
 ) -> None:
-    """Install `ObservabilityMiddleware` from a service's settings (variant, headers, log)."""
+    """Install `ObservabilityMiddleware` from a service's settings (variant, headers, log).
+
+    Also installs the in-process profiling hook when the lab asked for it
+    (`PERFLAB_PROFILE_DIR`; `perflab_services.common.profiler`): profiling is observability.
+    """
     app.add_middleware(
         ObservabilityMiddleware,
         logger=logger,
@@ -157,3 +181,4 @@ def add_observability(
         headers=settings.headers_enabled,
         log=settings.log_enabled,
     )
+    profiler.install_from_env()

@@ -2,8 +2,14 @@
 
 Entries are grouped: a *key* (one product, one category) holds *fields* (the detail document,
 the top-N list for each N). A write invalidates the whole key, so every cached view of that
-product or category goes at once. Keys carry a schema version (`catalog:v1:`) so a deploy that
+product or category goes at once. Keys carry a schema version (`catalog:v2:`) so a deploy that
 changes the JSON shape never reads an old one.
+
+The caches are async and the database is not: a hit is answered on the event loop (a dict
+look-up, or one Redis round trip on an asyncio connection) and only a miss runs its `loader`
+(the SQLAlchemy queries) in the thread pool. The profiler showed why: handing every request to
+a worker thread and back, cache hit or not, cost more than the look-up itself (see
+bench/results/hotpath.md).
 
 On a miss only one caller loads (single-flight): the others wait for its value instead of
 stampeding the database. A Redis that fails or times out never fails a read: the cache opens a
@@ -13,42 +19,81 @@ and tries Redis again by itself afterwards.
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from time import perf_counter
-from typing import Any, cast
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast
+
+from anyio import to_thread
 
 from perflab_services.common import context
+from perflab_services.common.logging import Logger
 
-PREFIX = "catalog:v1:"
-Loader = Callable[[], bytes]
+if TYPE_CHECKING:
+    import redis.asyncio
+
+PREFIX = "catalog:v2:"
+Loader = Callable[[], bytes]  # blocking: runs in the thread pool
+T = TypeVar("T")
 
 
-def _mark(result: str, seconds: float) -> None:
+class Cache(Protocol):
+    """What the catalog needs from a cache; `make_cache` returns one of the three below."""
+
+    kind: str
+
+    async def get_or_load(self, key: str, field: str, loader: Loader) -> bytes:
+        """The cached bytes of `key`/`field`, else `loader()`'s (stored for next time)."""
+        ...
+
+    async def invalidate(self, *keys: str) -> None:
+        """Forget every field of `keys` (after a write)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+async def in_thread(work: Callable[[], T]) -> T:
+    """Run blocking work (a loader, a write) in the thread pool, in the request's context, so
+    the SQL it runs is counted on the request (`core/db.py`)."""
+    return await to_thread.run_sync(work)
+
+
+def _mark(kind: str, result: str, seconds: float) -> None:
     ctx = context.get()
     if ctx is not None:
         ctx.cache = result
+        ctx.cache_backend = kind
         ctx.cache_seconds += seconds
+
+
+def _retrieve(task: asyncio.Task[bytes]) -> None:
+    """A failed load whose waiters all went away is not an unhandled error: mark it seen."""
+    if not task.cancelled():
+        task.exception()
 
 
 class NoCache:
     kind = "none"
 
-    def get_or_load(self, key: str, field: str, loader: Loader) -> bytes:
-        _mark("bypass", 0.0)
-        return loader()
+    async def get_or_load(self, key: str, field: str, loader: Loader) -> bytes:
+        _mark(self.kind, "bypass", 0.0)
+        return await in_thread(loader)
 
-    def invalidate(self, *keys: str) -> None:
+    async def invalidate(self, *keys: str) -> None:
         return None
 
-    def close(self) -> None:
+    async def close(self) -> None:
         return None
 
 
 class MemoryCache:
-    """A per-process dict with TTL and LRU eviction. Fast, but each worker has its own copy."""
+    """A per-process dict with TTL and LRU eviction. Fast, but each worker has its own copy.
+
+    Only the event loop thread touches it, so it needs no lock.
+    """
 
     kind = "memory"
 
@@ -56,54 +101,57 @@ class MemoryCache:
         self.ttl = ttl
         self.max_entries = max_entries
         self._data: OrderedDict[str, dict[str, tuple[float, bytes]]] = OrderedDict()
-        self._lock = threading.Lock()
-        self._loading: dict[tuple[str, str], threading.Lock] = {}
+        self._loading: dict[tuple[str, str], asyncio.Task[bytes]] = {}
 
     def _lookup(self, key: str, field: str) -> bytes | None:
-        with self._lock:
-            group = self._data.get(key)
-            if group is None or field not in group:
-                return None
-            expires, value = group[field]
-            if expires < time.monotonic():
-                del group[field]
-                return None
-            self._data.move_to_end(key)
-            return value
+        group = self._data.get(key)
+        if group is None or field not in group:
+            return None
+        expires, value = group[field]
+        if expires < time.monotonic():
+            del group[field]
+            return None
+        self._data.move_to_end(key)
+        return value
 
     def _store(self, key: str, field: str, value: bytes) -> None:
-        with self._lock:
-            self._data.setdefault(key, {})[field] = (time.monotonic() + self.ttl, value)
-            self._data.move_to_end(key)
-            while len(self._data) > self.max_entries:
-                self._data.popitem(last=False)
+        self._data.setdefault(key, {})[field] = (time.monotonic() + self.ttl, value)
+        self._data.move_to_end(key)
+        while len(self._data) > self.max_entries:
+            self._data.popitem(last=False)
 
-    def get_or_load(self, key: str, field: str, loader: Loader) -> bytes:
+    async def get_or_load(self, key: str, field: str, loader: Loader) -> bytes:
         t0 = perf_counter()
         value = self._lookup(key, field)
         if value is not None:
-            _mark("hit", perf_counter() - t0)
+            _mark(self.kind, "hit", perf_counter() - t0)
             return value
-        with self._lock:
-            flight = self._loading.setdefault((key, field), threading.Lock())
-        with flight:  # single-flight: the first caller loads, the rest wait for it
-            value = self._lookup(key, field)
-            if value is not None:
-                _mark("hit", perf_counter() - t0)
-                return value
-            _mark("miss", perf_counter() - t0)
-            value = loader()
+        flight = self._loading.get((key, field))
+        if flight is not None:  # single-flight: someone is loading it, wait for that value
+            value = await asyncio.shield(flight)
+            _mark(self.kind, "hit", perf_counter() - t0)
+            return value
+        _mark(self.kind, "miss", perf_counter() - t0)
+        # The load is a task of its own: if this request is cancelled (its client went away),
+        # the others waiting for the value still get it.
+        flight = asyncio.ensure_future(self._load_and_store(key, field, loader))
+        self._loading[(key, field)] = flight
+        flight.add_done_callback(_retrieve)
+        return await asyncio.shield(flight)
+
+    async def _load_and_store(self, key: str, field: str, loader: Loader) -> bytes:
+        try:
+            value = await in_thread(loader)
             self._store(key, field, value)
-        with self._lock:
-            self._loading.pop((key, field), None)
-        return value
+            return value
+        finally:
+            del self._loading[(key, field)]
 
-    def invalidate(self, *keys: str) -> None:
-        with self._lock:
-            for key in keys:
-                self._data.pop(key, None)
+    async def invalidate(self, *keys: str) -> None:
+        for key in keys:
+            self._data.pop(key, None)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self._data.clear()
 
 
@@ -117,14 +165,14 @@ class RedisCache:
         url: str,
         ttl: float,
         *,
-        logger: Any = None,
+        logger: Logger | None = None,
         on_error: Callable[[], None] | None = None,
         open_seconds: float = 1.0,
         lock_wait_seconds: float = 2.0,
     ) -> None:
-        import redis
+        import redis.asyncio
 
-        self.client = redis.Redis.from_url(
+        self.client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
             url, socket_timeout=0.25, socket_connect_timeout=0.25, health_check_interval=0
         )
         self.ttl_ms = int(ttl * 1000)
@@ -150,45 +198,46 @@ class RedisCache:
             ctx.extra["cache_error"] = type(exc).__name__
 
     # --- cache-aside -----------------------------------------------------------------------
-    def get_or_load(self, key: str, field: str, loader: Loader) -> bytes:
+    async def get_or_load(self, key: str, field: str, loader: Loader) -> bytes:
         if not self.available:
-            _mark("bypass", 0.0)
-            return loader()
+            _mark(self.kind, "bypass", 0.0)
+            return await in_thread(loader)
         full = PREFIX + key
         t0 = perf_counter()
+        leader = False
         try:
-            value = cast(bytes | None, self.client.hget(full, field))  # bytes: no decode_responses
+            value = cast(bytes | None, await self.client.hget(full, field))  # no decode_responses
             if value is not None:
-                _mark("hit", perf_counter() - t0)
+                _mark(self.kind, "hit", perf_counter() - t0)
                 return value
             lock = f"{PREFIX}lock:{key}:{field}"
-            leader = bool(self.client.set(lock, b"1", nx=True, px=5000))
+            leader = bool(await self.client.set(lock, b"1", nx=True, px=5000))
             if leader:
                 # Check again: a leader that finished between our HGET and SET NX has stored
                 # the value and released the lock; loading again would be a second miss.
                 value = cast(
-                    bytes | None, self.client.hget(full, field)
-                )  # bytes: no decode_responses
+                    bytes | None, await self.client.hget(full, field)
+                )  # no decode_responses
                 if value is not None:
-                    self.client.delete(lock)
-                    _mark("hit", perf_counter() - t0)
+                    await self.client.delete(lock)
+                    _mark(self.kind, "hit", perf_counter() - t0)
                     return value
             else:
                 deadline = time.monotonic() + self.lock_wait_seconds
                 while time.monotonic() < deadline:  # wait for the leader's value
-                    time.sleep(0.002)
+                    await asyncio.sleep(0.002)
                     value = cast(
-                        bytes | None, self.client.hget(full, field)
-                    )  # bytes: no decode_responses
+                        bytes | None, await self.client.hget(full, field)
+                    )  # no decode_responses
                     if value is not None:
-                        _mark("hit", perf_counter() - t0)
+                        _mark(self.kind, "hit", perf_counter() - t0)
                         return value
         except Exception as exc:  # any Redis trouble: answer from the database
             self._failed(exc, "read")
-            _mark("bypass", perf_counter() - t0)
-            return loader()
-        _mark("miss", perf_counter() - t0)
-        value = loader()
+            _mark(self.kind, "bypass", perf_counter() - t0)
+            return await in_thread(loader)
+        _mark(self.kind, "miss", perf_counter() - t0)
+        value = await in_thread(loader)
         t1 = perf_counter()
         try:
             pipe = self.client.pipeline(transaction=False)
@@ -196,7 +245,7 @@ class RedisCache:
             pipe.pexpire(full, self.ttl_ms)
             if leader:
                 pipe.delete(lock)
-            pipe.execute()
+            await pipe.execute()
         except Exception as exc:
             self._failed(exc, "write")
         ctx = context.get()
@@ -204,20 +253,28 @@ class RedisCache:
             ctx.cache_seconds += perf_counter() - t1
         return value
 
-    def invalidate(self, *keys: str) -> None:
+    async def invalidate(self, *keys: str) -> None:
         if not keys:
             return
         try:
-            self.client.delete(*(PREFIX + k for k in keys))
+            await self.client.delete(*(PREFIX + k for k in keys))
         except Exception as exc:
             # The write itself succeeded; the TTL bounds how long a stale entry can live.
             self._failed(exc, "invalidate")
 
-    def close(self) -> None:
-        self.client.close()
+    async def close(self) -> None:
+        await self.client.aclose()
 
 
-def make_cache(kind: str, *, redis_url: str | None, ttl: float, max_entries: int, **kw: Any):
+def make_cache(
+    kind: str,
+    *,
+    redis_url: str | None,
+    ttl: float,
+    max_entries: int,
+    logger: Logger | None = None,
+    on_error: Callable[[], None] | None = None,
+) -> Cache:
     if kind == "memory":
         return MemoryCache(ttl, max_entries)
     if kind == "redis":
@@ -226,5 +283,5 @@ def make_cache(kind: str, *, redis_url: str | None, ttl: float, max_entries: int
                 "cache=redis needs a Redis server: set REDIS_URL, or run the service with "
                 "`perflab serve catalog --cache redis`, which starts an embedded one"
             )
-        return RedisCache(redis_url, ttl, **kw)
+        return RedisCache(redis_url, ttl, logger=logger, on_error=on_error)
     return NoCache()

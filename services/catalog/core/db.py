@@ -64,6 +64,8 @@ OPTIONAL_INDEXES: dict[str, tuple[str, str]] = {
     "ix_products_category_id": ("products", "category_id"),
     "ix_products_price": ("products", "price"),
     "ix_reviews_product_id_created_at": ("reviews", "product_id, created_at"),
+    # The product page's rating histogram and the list's counts: index-only scans.
+    "ix_reviews_product_id_rating": ("reviews", "product_id, rating"),
 }
 
 _WRITE = "perflab_write"

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, event
 
 from perflab_services.catalog.core.asgi import Receive, Scope, Send, send_json
+from perflab_services.catalog.core.cache import in_thread
 from perflab_services.common import context
 
 EXEMPT_PREFIXES = ("/admin", "/auth", "/healthz", "/metrics")
@@ -217,23 +218,24 @@ class _FaultyCache:
         self.kind = inner.kind
         self.on_error = on_error
 
-    def get_or_load(self, key: str, field: str, loader: Any) -> bytes:
+    async def get_or_load(self, key: str, field: str, loader: Any) -> bytes:
         if not self._faults.spec.cache_outage:
-            return self._inner.get_or_load(key, field, loader)
+            return await self._inner.get_or_load(key, field, loader)
         ctx = context.get()
         if ctx is not None:
             ctx.cache = "bypass"
+            ctx.cache_backend = self.kind
             ctx.extra["cache_error"] = "InjectedOutage"
         if self.on_error is not None:
             self.on_error()
-        return loader()
+        return await in_thread(loader)
 
-    def invalidate(self, *keys: str) -> None:
+    async def invalidate(self, *keys: str) -> None:
         if not self._faults.spec.cache_outage:
-            self._inner.invalidate(*keys)
+            await self._inner.invalidate(*keys)
 
-    def close(self) -> None:
-        self._inner.close()
+    async def close(self) -> None:
+        await self._inner.close()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

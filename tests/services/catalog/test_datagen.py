@@ -26,3 +26,21 @@ def test_session_database_holds_the_same_rows_as_a_fresh_sqlite_generation(datab
     fresh = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
     datagen.generate(fresh, "tiny", seed=42)
     assert datagen.checksums(database_url) == datagen.checksums(fresh)
+
+
+def test_review_counts_follow_the_traffic_popularity():
+    """Product k gets a handful plus a share of the rest in proportion to 1/k, like requests."""
+    import random
+
+    for name in ("tiny", "default"):
+        size = datagen.SIZES[name]
+        counts = datagen.review_counts(random.Random(42), size)
+        assert len(counts) == size.products and sum(counts) == size.reviews
+        assert counts == datagen.review_counts(random.Random(42), size), "deterministic"
+        assert min(counts) >= datagen.HANDFUL[0]
+        assert counts[0] == max(counts)
+        # popularity 1/k: the 10th product has about a tenth of the first one's reviews
+        assert 0.05 < counts[9] / counts[0] < 0.2
+    default = datagen.review_counts(random.Random(42), datagen.SIZES["default"])
+    assert default[0] > 10_000 and default[99] > 100, "the hottest have thousands"
+    assert sorted(default)[len(default) // 2] <= 10, "the tail a handful"

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 FUZZED = {
     ("GET", "/products"),
     ("GET", "/products/{product_id}"),
+    ("GET", "/products/{product_id}/brief"),
     ("POST", "/products/{product_id}/reviews"),
     ("GET", "/categories/{category_id}/top"),
     ("POST", "/auth/token"),
@@ -117,6 +118,7 @@ def test_fuzz_product_list(client, tokens, params, user):
 @given(pid=ids, cid=ids, limit=query_values, user=auth_users)
 def test_fuzz_product_and_category(client, tokens, pid, cid, limit, user):
     check(client.get(f"/products/{pid}", headers=tokens[user]))
+    check(client.get(f"/products/{pid}/brief", headers=tokens[user]))
     check(client.get(f"/categories/{cid}/top", params={"limit": limit}, headers=tokens[user]))
 
 

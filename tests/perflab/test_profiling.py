@@ -1,0 +1,158 @@
+"""The lab's profiler: real py-spy (and the in-process pyinstrument fallback) on a real catalog.
+
+The arithmetic of the "where the time goes" tables is checked on hand-made profiles whose
+answer is known; the recording is checked end to end: files written, parseable, and the
+table finds the service's own code under load.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import httpx
+import pytest
+
+from perflab import profiling
+from perflab.services import start_service
+
+SERVICE = "/work/x/services/catalog/core/cache.py"  # a path the grouping calls "cache"
+
+
+def _frame(name: str, file: str) -> dict:
+    return {"name": name, "file": file, "line": 1, "col": None}
+
+
+def _sampled(tmp_path: Path) -> Path:
+    """MainThread: 6 samples in a route -> cache look-up, 2 in the route itself; a thread pool
+    worker waiting for work the whole time; wall 10 samples (the rest: the loop was idle)."""
+    frames = [
+        _frame("Runner.run", "/lib/python3.11/asyncio/runners.py"),
+        _frame("get_product", "/work/x/services/catalog/api/routes/products.py"),
+        _frame("MemoryCache.get_or_load", SERVICE),
+        _frame("Condition.wait", "/lib/python3.11/threading.py"),
+    ]
+    main = {
+        "type": "sampled",
+        "name": 'Thread 1 "MainThread"',
+        "unit": "seconds",
+        "startValue": 0,
+        "endValue": 0.08,
+        "samples": [[0, 1, 2]] * 6 + [[0, 1]] * 2,
+        "weights": [0.01] * 8,
+    }
+    pool = {
+        "type": "sampled",
+        "name": 'Thread 2 "AnyIO worker thread"',
+        "unit": "seconds",
+        "startValue": 0,
+        "endValue": 0.1,
+        "samples": [[3]] * 10,
+        "weights": [0.01] * 10,
+    }
+    doc = {"shared": {"frames": frames}, "profiles": [main, pool], "name": "t"}
+    path = tmp_path / "svc-1.speedscope.json"
+    path.write_text(json.dumps(doc))
+    (tmp_path / "svc-1.meta.json").write_text(json.dumps({"seconds": 0.1}))
+    return path
+
+
+def test_table_self_and_total_percent_of_wall_time(tmp_path):
+    table = profiling.table(_sampled(tmp_path)).set_index("function")
+    assert list(table.index) == ["MemoryCache.get_or_load", "get_product"]  # waiting left out
+    assert table.loc["MemoryCache.get_or_load", "self_pct"] == pytest.approx(60)
+    assert table.loc["MemoryCache.get_or_load", "group"] == "cache"
+    assert table.loc["get_product", "self_pct"] == pytest.approx(20)
+    assert table.loc["get_product", "total_pct"] == pytest.approx(80)
+    assert table.loc["get_product", "group"] == "our code"
+    groups = profiling.groups(tmp_path / "svc-1.speedscope.json").set_index("group")["self_pct"]
+    assert groups["cache"] == pytest.approx(60)
+    assert groups["our code"] == pytest.approx(20)
+    assert groups["idle (event loop waiting)"] == pytest.approx(20)
+    assert groups.sum() == pytest.approx(100)
+
+
+def test_evented_profiles_read_like_sampled_ones(tmp_path):
+    """pyinstrument writes evented speedscope files: open/close events with times."""
+    frames = [_frame("run", "/lib/python3.11/asyncio/runners.py"), _frame("dumps", "/x/json/x.py")]
+    events = [
+        {"type": "O", "frame": 0, "at": 0.0},
+        {"type": "O", "frame": 1, "at": 0.25},
+        {"type": "C", "frame": 1, "at": 0.75},
+        {"type": "C", "frame": 0, "at": 1.0},
+    ]
+    prof = {"type": "evented", "name": "main", "unit": "seconds", "startValue": 0.0}
+    prof.update(endValue=1.0, events=events)
+    path = tmp_path / "p.speedscope.json"
+    path.write_text(json.dumps({"shared": {"frames": frames}, "profiles": [prof]}))
+    table = profiling.table(path).set_index("function")
+    assert table.loc["dumps", "self_pct"] == pytest.approx(50)
+    assert table.loc["dumps", "group"] == "JSON"
+    assert table.loc["run", "total_pct"] == pytest.approx(100)
+
+
+def _check_files(p: profiling.ProcessProfile) -> None:
+    assert p.speedscope is not None and p.svg is not None, p.note
+    doc = json.loads(p.speedscope.read_text())
+    assert doc["profiles"] and doc["shared"]["frames"]
+    svg = ET.parse(p.svg).getroot()
+    assert svg.tag.endswith("svg") and len(svg) > 3
+    meta = json.loads(Path(str(p.speedscope).replace(".speedscope.json", ".meta.json")).read_text())
+    assert meta["tool"] == p.tool and meta["seconds"] > 0
+
+
+@pytest.mark.slow
+def test_py_spy_profiles_a_catalog_under_load(start_catalog, tmp_path):
+    svc = start_catalog("t-profile", queries="optimized", cache="memory")
+    assert svc.proc is not None
+    pids = profiling.service_pids(svc.proc.pid)
+    assert pids == [svc.proc.pid]  # one worker: uvicorn serves in its own process
+    with (
+        profiling.profile(pids, tmp_path, label="catalog", rate=200) as session,
+        httpx.Client(timeout=10) as client,
+    ):
+        for _ in range(400):  # the load: cache hits, as fast as one client sends them
+            client.get(svc.url + "/products/1")
+    (p,) = session.profiles
+    assert p.tool == "py-spy", p.note
+    assert "py-spy" in p.note and str(p.pid) in p.note
+    _check_files(p)
+    table = profiling.table(p.speedscope)
+    assert len(table) == 15
+    assert (table["self_pct"] <= table["total_pct"] + 1e-9).all()
+    stacks = profiling.load(p.speedscope).stacks
+    seen = {f.name for _t, stack, _w in stacks for f in stack}
+    assert "ObservabilityMiddleware.__call__" in seen, "the request path was sampled"
+    assert "framework" in set(table["group"])
+
+
+@pytest.mark.slow
+def test_pyinstrument_in_the_service_when_py_spy_cannot_attach(
+    database_url, tmp_root, tmp_path, monkeypatch
+):
+    env = {"CATALOG_DATABASE_URL": database_url, "CATALOG_RATE_LIMIT_ENABLED": "false"}
+    env.update(profiling.service_env(tmp_path))
+    svc = start_service("catalog", env, tmp_root / "logs", label="t-profile-fallback")
+    try:
+        assert svc.proc is not None
+        monkeypatch.setattr(profiling, "py_spy_executable", lambda: None)  # "cannot attach"
+        with profiling.profile([svc.proc.pid], tmp_path, label="catalog") as session:
+            for _ in range(200):
+                httpx.get(svc.url + "/products/2")
+        (p,) = session.profiles
+        assert p.tool == "pyinstrument", p.note
+        assert "pyinstrument" in p.note
+        _check_files(p)
+        assert not profiling.table(p.speedscope).empty
+    finally:
+        svc.stop()
+
+
+def test_a_process_nobody_can_profile_is_said_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(profiling, "py_spy_executable", lambda: None)
+    with profiling.profile([2**22 + 17], tmp_path, label="ghost") as session:
+        pass
+    (p,) = session.profiles
+    assert p.tool == "none" and p.speedscope is None
+    assert "not profiled" in p.note
