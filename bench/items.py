@@ -20,7 +20,7 @@ import pandas as pd
 
 from bench import measure
 from bench.report import Row, verdict_at_least, verdict_at_most
-from perflab import paths, services, stats
+from perflab import paths, services, stats, targets
 from perflab.lab import Lab
 from perflab.services import ServiceHandle, start_service
 
@@ -215,19 +215,6 @@ def fidelity(b: Bench) -> list[Row]:
 
 
 # --- 2 -----------------------------------------------------------------------------------------
-def stall_truth_ms(p: float, stall: float, period: float) -> float:
-    """Latency percentile of an open-model client hitting a service frozen `stall` s per `period`.
-
-    Arrivals are uniform in time. A request arriving `x` s into a freeze waits `stall - x`, so
-    with f = stall / period, P(latency > y) = f * (1 - y / stall) for 0 <= y < stall, and every
-    other request is answered at once (≈ 0). Hence, for p > 1 - f, the p-quantile is
-    stall * (1 - (1 - p) / f); below that it is ≈ 0.
-    """
-    f = stall / period
-    q = p / 100
-    return max(0.0, stall * (1 - (1 - q) / f)) * 1000
-
-
 def coordinated_omission(b: Bench) -> list[Row]:
     bud = b.budget
     window = bud.stall_period * bud.stall_periods
@@ -252,7 +239,8 @@ def coordinated_omission(b: Bench) -> list[Row]:
     s = s[s["t_intended"] < s["t_intended"].min() + window]
     rows = []
     for p in (95, 99):
-        truth = stall_truth_ms(p, bud.stall_length, bud.stall_period)
+        # answers at once outside a freeze: the analytic quantile with no base latency
+        truth = targets.stall_percentile(p / 100, 0.0, bud.stall_period, bud.stall_length)
         corrected = float(np.percentile(s["latency_ms"], p))
         uncorrected = float(np.percentile(s["service_ms"], p))
         err = _rel(corrected, truth)

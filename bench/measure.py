@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from perflab import paths, stats, targets
-from perflab.loadgen import Endpoint, LoadProfile, run_load
+from perflab.loadgen import Endpoint, LoadProfile, LocustSpec, locust_command, run_load
 from perflab.procs import spawn
 
 
@@ -160,32 +160,20 @@ def lab_load(
 def bare_locust(
     url: str, path: str, out_dir: Path, label: str, *, users: int, duration: float
 ) -> int | None:
-    """Plain `locust` CLI, headless, with a textbook locustfile; returns its request count."""
-    locustfile = Path(__file__).with_name("locustfile_bare.py")
-    argv = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(locustfile),
-        "--headless",
-        "--users",
-        str(users),
-        "--spawn-rate",
-        str(users),
-        "--run-time",
-        f"{duration:g}s",
-        "--host",
+    """Plain `locust` CLI, headless, with a textbook locustfile; returns its request count.
+
+    The same command line as the lab's loads (`locust_command`), without the recorder plugin.
+    """
+    spec = LocustSpec(
+        Path(__file__).with_name("locustfile_bare.py"),
         url,
-        "--only-summary",
-        "--stop-timeout",
-        "3",
-        "--loglevel",
-        "WARNING",
-        "--csv",
-        str(out_dir / f"locust-{label}"),
-    ]
+        users=users,
+        spawn_rate=users,
+        run_time=duration,
+        files=out_dir / f"locust-{label}",
+    )
     log = out_dir / f"{label}.log"
+    argv = locust_command(spec)
     proc = spawn(label, argv, env={"BENCH_PATH": path}, output=log, cwd=paths.ROOT)
     try:
         proc.popen.wait(duration + 60)

@@ -10,7 +10,7 @@ import copy
 from dataclasses import dataclass, field
 
 from perflab.errors import LabError
-from perflab.loadgen import Endpoint, LoadProfile
+from perflab.traffic import Endpoint, LoadProfile
 
 
 @dataclass
