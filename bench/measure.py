@@ -28,11 +28,20 @@ from perflab.procs import spawn
 def start_target(mode: str, log_dir: Path, **opts: float) -> targets.Target:
     """The lab's known-latency server (`perflab.targets`), in the benchmark's terms.
 
-    sleep: `delay_ms` per request; instant: no delay; stall: frozen `stall_s` every `period_s`
-    (no delay otherwise, so the analytic truth is the stall alone).
+    sleep: `delay_ms` per request; two-speed: `delay_ms`, but every `slow_every`-th request
+    `slow_ms`; instant: no delay; stall: frozen `stall_s` every `period_s` (no delay otherwise,
+    so the analytic truth is the stall alone).
     """
     if mode == "sleep":
         return targets.start_target("sleep", opts.get("delay_ms", 20.0), log_dir=log_dir)
+    if mode == "two-speed":
+        return targets.start_target(
+            "sleep",
+            opts["delay_ms"],
+            slow_every=int(opts["slow_every"]),
+            slow_ms=opts["slow_ms"],
+            log_dir=log_dir,
+        )
     if mode == "instant":
         return targets.start_target("fast", 0.0, log_dir=log_dir)
     if mode == "stall":
