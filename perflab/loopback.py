@@ -38,6 +38,19 @@ def _addresses(hostname: str) -> list[str]:
     return list(seen)
 
 
+def _first_listening(addrs: list[str], port: int) -> str:
+    """The first address (in the resolver's order) that accepts a connection on `port`, as a
+    client trying each in turn would reach: `localhost` may resolve to ::1 first for a service
+    that listens on 127.0.0.1 only. The first address when none does (Locust will say so)."""
+    for address in addrs:
+        try:
+            with socket.create_connection((address, port), timeout=1.0):
+                return address
+        except OSError:
+            continue
+    return addrs[0]
+
+
 def _all_loopback(addrs: list[str]) -> bool:
     return bool(addrs) and all(ipaddress.ip_address(a).is_loopback for a in addrs)
 
@@ -78,7 +91,7 @@ def check_target(host: str, allow_remote: bool = False) -> CheckedTarget:
         return CheckedTarget(host, host)  # already an address: nothing to resolve again
     except ValueError:
         pass
-    address = addrs[0]
+    address = _first_listening(addrs, port or (443 if parts.scheme == "https" else 80))
     literal = f"[{address}]" if ":" in address else address
     netloc = literal if port is None else f"{literal}:{port}"
     url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
