@@ -92,7 +92,7 @@ def _build(environment: Any, opts: LabOptions) -> _Load:
     workers = max(1, int(getattr(environment.parsed_options, "lab_workers", 1) or 1))
     index = int(getattr(runner, "worker_index", 0) or 0) if workers > 1 else 0
     # distinct (still reproducible) traffic per distributed worker
-    seed: object = opts.seed if workers == 1 else f"{opts.seed}-{index}"
+    seed: int | str = opts.seed if workers == 1 else f"{opts.seed}-{index}"
     traffic = Traffic(parse_mix(opts.mix), opts.products, opts.categories, opts.zipf_s, seed)
     schedule = None
     if opts.arrival_rate > 0:

@@ -170,7 +170,7 @@ def _positions(request: Callable[..., Any]) -> tuple[int | None, int | None]:
     )
 
 
-def _identify_requests(session_class: type) -> None:
+def _identify_requests(session_class: Any) -> None:
     """Wrap a Locust client's `request` (every get/post/... goes through it) to send
     `request_headers` and pass the request id on to the recorder in the request's context."""
     original = session_class.request
@@ -192,7 +192,7 @@ def _identify_requests(session_class: type) -> None:
         return original(self, method, url, *given, **kwargs)
 
     request._perflab = True  # type: ignore[attr-defined]
-    session_class.request = request  # type: ignore[method-assign]
+    session_class.request = request
 
 
 _identify_requests(HttpSession)

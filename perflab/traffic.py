@@ -162,16 +162,13 @@ class Traffic:
     """Picks the next request of a mix and fills its path's placeholders, reproducibly."""
 
     def __init__(
-        self, mix: list[Endpoint], products: int, categories: int, zipf_s: float, seed: object
+        self, mix: list[Endpoint], products: int, categories: int, zipf_s: float, seed: int | str
     ) -> None:
         self.mix = mix
         self.categories = categories
         self.zipf = Zipf(products, zipf_s)
         self.rng = random.Random(seed)
         self._weights = list(itertools.accumulate(e.weight for e in mix))
-
-    def reseed(self, seed: object) -> None:
-        self.rng.seed(seed)
 
     def pick(self) -> Endpoint:
         return self.mix[bisect.bisect_left(self._weights, self.rng.random() * self._weights[-1])]
