@@ -288,6 +288,8 @@ def run_load(
             "the open model (--rate) needs the lab's locustfile (--path); your locustfile's "
             "wait_time sets its own pace"
         )
+    if own and (extra_config or ca_file):
+        raise LabError("extra_config and ca_file set the lab's locustfile, not yours")
     out_dir.mkdir(parents=True, exist_ok=True)
     samples_path = out_dir / f"samples-{label}.csv"
     for old in [samples_path, *samples_path.parent.glob(samples_path.name + ".*")]:
