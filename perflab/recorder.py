@@ -12,8 +12,10 @@ so the lab records every request itself:
 - `service_ms`: from sending to the end of the response, as Locust's clients time it
   (perf_counter, sub-microsecond): what the service and the network took;
 - `lateness_ms` = `t_start - t_intended`: how late the generator sent it. In the open model
-  that is the coordinated omission a slow service causes (users all busy), plus the
-  generator's own timer error; wrk2 reports it the same way. 0 in the closed model;
+  that is the coordinated omission a slow service causes (all users busy), plus the
+  generator's own error (a timer that wakes late, a busy CPU); 0 in the closed model. wrk2
+  reports latency from the intended start and, apart (`--u_latency`), from sending: the
+  difference between the two is this column;
 - `latency_ms` = `lateness_ms + service_ms`: from the intended start, as a user who arrived on
   time experiences it (coordinated omission corrected);
 - `status`, `ok` (Locust's verdict: no exception), `endpoint` (Locust's request name), the
