@@ -22,7 +22,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -142,9 +142,8 @@ def lab_options(
         mix_file.parent.mkdir(parents=True, exist_ok=True)
         mix_file.write_text(mix_json(mix) + "\n", encoding="utf-8")
         spec = f"@{mix_file}"
-    opts = LabOptions(mix=spec, **(extra or {})).for_profile(profile)
-    opts.check()
-    return opts
+    base = asdict(LabOptions(mix=spec).for_profile(profile))
+    return LabOptions.parse({**base, **(extra or {})})  # values of any type, checked
 
 
 @dataclass

@@ -80,8 +80,11 @@ def test_harness_options_follow_the_profile_and_keep_the_mix_off_the_command_lin
 ) -> None:
     mix = [Endpoint("POST /r", "/r", "POST", headers={"Authorization": "Bearer secret"})]
     open_prof = LoadProfile(model="open", rate=40, arrival="poisson", users=5, seed=3)
-    opts = lab_options(mix, open_prof, tmp_path / "mix.json", {"products": 200})
-    assert (opts.arrival_rate, opts.arrivals, opts.seed, opts.products) == (40, "poisson", 3, 200)
+    # values as a dataset's metadata may hold them (text), and `extra` wins over the profile
+    extra = {"products": "200", "categories": 7, "seed": 9}
+    opts = lab_options(mix, open_prof, tmp_path / "mix.json", extra)
+    assert (opts.arrival_rate, opts.arrivals) == (40, "poisson")
+    assert (opts.seed, opts.products, opts.categories) == (9, 200, 7)
     assert opts.mix == f"@{tmp_path / 'mix.json'}"
     assert parse_mix(opts.mix) == mix
     argv = " ".join(opts.argv())
