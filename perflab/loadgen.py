@@ -240,7 +240,7 @@ class _Progress:
         self.window = [w for w in self.window if w[0] > now - 5]
         recent = [w for w in self.window if w[0] > now - 1]
         p95 = np.percentile([w[1] for w in self.window], 95) if self.window else float("nan")
-        self.bar.n = min(self.bar.total, round(time.monotonic() - self.t0))
+        self.bar.n = min(self.bar.total or 0, round(time.monotonic() - self.t0))
         self.bar.set_postfix_str(f"{len(recent)} req/s, p95 {p95:.1f} ms")
 
     def close(self) -> None:
