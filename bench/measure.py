@@ -23,18 +23,27 @@ import numpy as np
 import pandas as pd
 
 from perflab import paths, stats, targets
-from perflab.loadgen import Endpoint, LoadProfile, run_load
+from perflab.loadgen import Endpoint, LoadProfile, LocustSpec, locust_command, run_load
 from perflab.procs import spawn
 
 
 def start_target(mode: str, log_dir: Path, **opts: float) -> targets.Target:
     """The lab's known-latency server (`perflab.targets`), in the benchmark's terms.
 
-    sleep: `delay_ms` per request; instant: no delay; stall: frozen `stall_s` every `period_s`
-    (no delay otherwise, so the analytic truth is the stall alone).
+    sleep: `delay_ms` per request; two-speed: `delay_ms`, but every `slow_every`-th request
+    `slow_ms`; instant: no delay; stall: frozen `stall_s` every `period_s` (no delay otherwise,
+    so the analytic truth is the stall alone).
     """
     if mode == "sleep":
         return targets.start_target("sleep", opts.get("delay_ms", 20.0), log_dir=log_dir)
+    if mode == "two-speed":
+        return targets.start_target(
+            "sleep",
+            opts["delay_ms"],
+            slow_every=int(opts["slow_every"]),
+            slow_ms=opts["slow_ms"],
+            log_dir=log_dir,
+        )
     if mode == "instant":
         return targets.start_target("fast", 0.0, log_dir=log_dir)
     if mode == "stall":
@@ -163,32 +172,20 @@ def lab_load(
 def bare_locust(
     url: str, path: str, out_dir: Path, label: str, *, users: int, duration: float
 ) -> int | None:
-    """Plain `locust` CLI, headless, with a textbook locustfile; returns its request count."""
-    locustfile = Path(__file__).with_name("locustfile_bare.py")
-    argv = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(locustfile),
-        "--headless",
-        "--users",
-        str(users),
-        "--spawn-rate",
-        str(users),
-        "--run-time",
-        f"{duration:g}s",
-        "--host",
+    """Plain `locust` CLI, headless, with a textbook locustfile; returns its request count.
+
+    The same command line as the lab's loads (`locust_command`), without the recorder plugin.
+    """
+    spec = LocustSpec(
+        Path(__file__).with_name("locustfile_bare.py"),
         url,
-        "--only-summary",
-        "--stop-timeout",
-        "3",
-        "--loglevel",
-        "WARNING",
-        "--csv",
-        str(out_dir / f"locust-{label}"),
-    ]
+        users=users,
+        spawn_rate=users,
+        run_time=duration,
+        files=out_dir / f"locust-{label}",
+    )
     log = out_dir / f"{label}.log"
+    argv = locust_command(spec)
     proc = spawn(label, argv, env={"BENCH_PATH": path}, output=log, cwd=paths.ROOT)
     try:
         proc.popen.wait(duration + 60)

@@ -16,7 +16,8 @@ the image behind. Arguments after the role go to the program (`catalog --workers
 `--port` wins over the default).
 
 Settings come from the environment, as `Settings` reads it (CATALOG_*, GATEWAY_*, DATABASE_URL,
-REDIS_URL); Locust reads its own LOCUST_* variables and the lab's locustfile `PERFLAB_LOAD`.
+REDIS_URL); Locust reads its own LOCUST_* variables, and so does the lab's locustfile
+(`LOCUST_MIX`, `LOCUST_PRODUCTS`, …).
 Roles that replace this process (`exec`) leave the server as PID 1, so it gets the container's
 SIGTERM directly and shuts down gracefully.
 """

@@ -1,211 +1,205 @@
 """The lab's locustfile: a configurable traffic mix under a closed or an open load model.
 
-Configured by `PERFLAB_LOAD` (JSON) from `perflab.loadgen`; run it yourself with e.g.
-`PERFLAB_LOAD='{"mix": [{"path": "/healthz"}], "samples": "s.csv"}' locust -f loadtests/lab.py`.
+Its settings are Locust custom options (the list is `perflab.traffic.LabOptions`), so the
+harness, your command line and Locust's web UI set them the same way:
+
+    locust -f loadtests/lab.py -H http://127.0.0.1:8000 --mix caching --users 8
+    locust -f loadtests/lab.py -H http://127.0.0.1:8000 --mix /products/{product} \\
+        --arrival-rate 50 --arrivals poisson --users 20 --perflab-samples samples.csv
+
+- closed model (`--arrival-rate 0`, the default): each user sends its next request
+  `--think-time` after the last answer, so the load slows down when the service does;
+- open model (`--arrival-rate R`): requests arrive R per second whatever the service does
+  (users only supply concurrency); latency counts from each request's intended start, so
+  coordinated omission is corrected, as wrk2 does.
+
+Without `--mix` it requests /healthz and says so. Every request is recorded by the recorder
+plugin (`perflab.locust_plugin`) when `--perflab-samples` is given; the web UI lets you change
+the mix and the model between swarms.
 """
 
 from __future__ import annotations
 
-import bisect
-import ipaddress
-import itertools
-import json
-import os
+import logging
 import random
-import socket
-import time
-from urllib.parse import urlsplit
+import sys
+from dataclasses import dataclass, fields
+from typing import Any
 
 import gevent
-from locust import FastHttpUser, between, constant, events, task
+from locust import FastHttpUser, events, task
 from locust.exception import StopUser
 
-from perflab.recorder import Recorder, Schedule, new_request_id
-from perflab_services.common.watchdog import start_parent_watchdog
+from perflab import experiments
+from perflab.errors import LabError
+from perflab.locust_plugin import NOT_SENT, Alarm, intended_context
+from perflab.loopback import is_loopback
+from perflab.recorder import Schedule
+from perflab.traffic import LabOptions, Traffic
 
-CONFIG: dict = json.loads(os.environ.get("PERFLAB_LOAD", "{}"))
-MIX: list[dict] = CONFIG.get("mix") or [{"name": "GET /", "path": "/"}]
-MODEL: str = CONFIG.get("model", "closed")
-WORKERS = max(1, int(CONFIG.get("workers", 1)))
-_rng = random.Random(CONFIG.get("seed"))
-_recorder: Recorder | None = None
-_schedule: Schedule | None = None
-_stopping = False
+DEFAULT_MIX = "/healthz"
+log = logging.getLogger("perflab.lab")
 
 
-def _zipf_cumulative(n: int, s: float) -> list[float]:
-    return list(itertools.accumulate(1.0 / k**s for k in range(1, n + 1)))
-
-
-_PRODUCTS = int(CONFIG.get("products", 1000))
-_CATEGORIES = int(CONFIG.get("categories", 10))
-_ZIPF = _zipf_cumulative(_PRODUCTS, float(CONFIG.get("zipf_s", 1.0)))
-_WEIGHTS = list(itertools.accumulate(float(m.get("weight", 1)) for m in MIX))
-
-
-def _product() -> int:
-    """A product id with Zipf-like popularity: id 1 is the hottest key."""
-    return bisect.bisect_left(_ZIPF, _rng.random() * _ZIPF[-1]) + 1
-
-
-def _fill(template: str) -> str:
-    if "{" not in template:
-        return template
-    return template.format_map(
-        {
-            "product": _product(),
-            "category": _rng.randint(1, _CATEGORIES),
-            "offset": _rng.randrange(0, 10) * 20,
-            "rand": _rng.randrange(1_000_000),
+@events.init_command_line_parser.add_listener
+def _options(parser: Any) -> None:
+    for f in fields(LabOptions):
+        flag, help_text = LabOptions.flag(f.name), f.metadata["help"]
+        kw: dict[str, Any] = {
+            "help": help_text,
+            "include_in_web_ui": f.metadata["web_ui"],
+            "env_var": LabOptions.env_var(f.name),
         }
-    )
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action="store_true", **kw)
+            continue
+        choices = ["constant", "poisson"] if f.name == "arrivals" else None
+        parser.add_argument(flag, default=str(f.default), choices=choices, **kw)
+
+
+@dataclass
+class _Load:
+    """What this process sends, made from the options at each test start (the web UI may have
+    changed them since the last one)."""
+
+    options: LabOptions
+    traffic: Traffic
+    schedule: Schedule | None
+    think: tuple[float, float]
+    stopping: bool = False
+
+    def wait(self) -> float:
+        low, high = self.think
+        return random.uniform(low, high) if high > 0 else 0.0
+
+
+_load: _Load | None = None
+
+
+def _read_options(environment: Any) -> LabOptions:
+    opts = LabOptions.parse(vars(environment.parsed_options or {}))
+    if not opts.mix:
+        if _load is None:  # say it once, at start-up
+            log.warning(
+                "no --mix given: requesting %s only (--mix takes an experiment such as "
+                "caching, a path, JSON or @file.json)",
+                DEFAULT_MIX,
+            )
+        opts.mix = DEFAULT_MIX
+    experiments.mix(opts.mix)  # a bad mix fails here, with its reason
+    return opts
+
+
+def _build(environment: Any, opts: LabOptions) -> _Load:
+    runner = environment.runner
+    workers = max(1, int(getattr(environment.parsed_options, "lab_workers", 1) or 1))
+    index = int(getattr(runner, "worker_index", 0) or 0) if workers > 1 else 0
+    # distinct (still reproducible) traffic per distributed worker
+    seed: int | str = opts.seed if workers == 1 else f"{opts.seed}-{index}"
+    traffic = Traffic(experiments.mix(opts.mix), opts.products, opts.categories, opts.zipf_s, seed)
+    schedule = None
+    if opts.arrival_rate > 0:
+        # Each of N workers takes rate/N. Constant arrivals are staggered by index/rate (so
+        # merged they are evenly spaced, not in bursts of N); Poisson streams get distinct seeds.
+        schedule = Schedule(
+            opts.arrival_rate / workers,
+            opts.arrivals == "poisson",
+            opts.seed * 1000 + index,
+            offset=index / opts.arrival_rate if workers > 1 else None,
+        )
+    LabUser.network_timeout = LabUser.connection_timeout = opts.request_timeout
+    if opts.ca_file:  # https with the lab's certificate: verify it
+        LabUser.insecure = False
+        LabUser.ssl_context_factory = staticmethod(  # type: ignore[assignment]
+            lambda *_a, **_k: gevent.ssl.create_default_context(cafile=opts.ca_file)
+        )
+    return _Load(opts, traffic, schedule, (0.0, 0.0) if schedule else opts.think_range())
 
 
 @events.init.add_listener
-def _on_init(environment, **_kw) -> None:
-    global _recorder, _schedule
+def _on_init(environment: Any, **_kw: Any) -> None:
+    """Options given on the command line are checked before anything starts."""
+    global _load
+    try:
+        _load = _build(environment, _read_options(environment))
+    except LabError as exc:
+        print(f"loadtests/lab.py: error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: Any, **_kw: Any) -> None:
+    global _load
     from locust.runners import MasterRunner
 
-    if isinstance(environment.runner, MasterRunner):
+    runner = environment.runner
+    if isinstance(runner, MasterRunner) and environment.parsed_options is not None:
+        # sent to the workers with this start: each takes 1/N of the arrival rate
+        environment.parsed_options.lab_workers = max(1, runner.worker_count)
         return
-    samples = CONFIG.get("samples")
-    if samples:
-        worker = f"{os.getpid()}"
-        path = samples if WORKERS == 1 else f"{samples}.{worker}"
-        _recorder = Recorder(path, worker)
-
-        def flusher() -> None:
-            while True:
-                gevent.sleep(0.5)
-                _recorder.flush()
-
-        gevent.spawn(flusher)
-    start_parent_watchdog()  # a greenlet here (gevent patches threads): exit with the lab
-
-
-def _open_schedule(environment) -> Schedule:
-    """Each of N workers takes rate/N. Made at the first request, when a worker knows its index:
-    constant arrivals are staggered by index/rate (so merged they are evenly spaced, not in
-    bursts of N), Poisson streams get distinct seeds (so they are independent)."""
-    rate = float(CONFIG["rate"])
-    index = int(getattr(environment.runner, "worker_index", 0) or 0) if WORKERS > 1 else 0
-    seed = CONFIG.get("seed")
-    return Schedule(
-        rate / WORKERS,
-        CONFIG.get("arrival") == "poisson",
-        None if seed is None else int(seed) * 1000 + index,
-        offset=index / rate if WORKERS > 1 else None,
-    )
+    try:
+        _load = _build(environment, _read_options(environment))
+    except LabError as exc:  # a bad value typed in the web UI: keep what ran before
+        log.error("perflab: %s; this run keeps the previous settings", exc)
+        if _load is not None:
+            _load.stopping = False
 
 
 @events.test_stopping.add_listener
-def _on_stopping(**_kw) -> None:
+def _on_stopping(**_kw: Any) -> None:
     """Open model: users claim arrival slots ahead of time (80 users at 50/s hold the next 1.6 s
     of slots); once the run time is up, a user waking for a slot must not send it."""
-    global _stopping
-    _stopping = True
-
-
-@events.quitting.add_listener
-def _on_quit(environment, **_kw) -> None:
-    if _recorder is not None:
-        _recorder.close()
-
-
-def _loopback(url: str | None) -> bool:
-    host = urlsplit(url or "").hostname
-    try:
-        addrs = {str(ai[4][0]) for ai in socket.getaddrinfo(host, None)} if host else set()
-    except socket.gaierror:
-        return False
-    return bool(addrs) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs)
+    if _load is not None:
+        _load.stopping = True
 
 
 class LabUser(FastHttpUser):
     """One simulated client. In the open model, users only supply concurrency: *when* each
     request starts is set by the shared schedule, not by how fast the last one came back."""
 
-    if MODEL == "open":
-        wait_time = constant(0)
-    else:
-        wait_time = (
-            between(*CONFIG.get("think_time", [0, 0])) if CONFIG.get("think_time") else constant(0)
-        )
-    if CONFIG.get("ca_file"):  # https with the lab's certificate: verify it
-        insecure = False
-        ssl_context_factory = staticmethod(
-            lambda *_a, **_k: gevent.ssl.create_default_context(cafile=CONFIG["ca_file"])
-        )
-    network_timeout = float(CONFIG.get("timeout", 30))
-    connection_timeout = float(CONFIG.get("timeout", 30))
     max_retries = 0
 
+    def wait_time(self) -> float:
+        return _load.wait() if _load is not None else 0.0
+
     def on_start(self) -> None:
-        """The web UI lets anyone type a host: keep it to this machine, as `perflab load` does."""
-        if CONFIG.get("loopback_only") and not _loopback(self.host):
+        self.alarm = Alarm()
+        if _load is not None and _load.options.loopback_only and not is_loopback(self.host):
+            # The web UI lets anyone type a host: keep it to this machine, as `perflab load` does.
             self.environment.events.request.fire(
                 request_type="REFUSED",
                 name=str(self.host),
                 response_time=0,
                 response_length=0,
                 response=None,
-                context={},
+                context={NOT_SENT: True},
                 exception=RuntimeError(
                     f"{self.host} is not a loopback address: perflab loads only this machine"
                 ),
             )
             raise StopUser
 
+    def on_stop(self) -> None:
+        self.alarm.close()
+
     @task
     def one_request(self) -> None:
-        global _schedule
-        entry = MIX[bisect.bisect_left(_WEIGHTS, _rng.random() * _WEIGHTS[-1])]
-        if MODEL == "open" and _schedule is None:
-            _schedule = _open_schedule(self.environment)
-            if WORKERS > 1:  # distinct (still reproducible) traffic per worker
-                index = int(getattr(self.environment.runner, "worker_index", 0) or 0)
-                _rng.seed(f"{CONFIG.get('seed')}-{index}")
-        if _schedule is not None:
-            intended = _schedule.next()
-            delay = intended - time.perf_counter()
-            if delay > 0:
-                gevent.sleep(delay)
-            if _stopping:
+        load = _load
+        if load is None:
+            return
+        entry = load.traffic.pick()
+        context: dict[str, float] = {}
+        if load.schedule is not None:
+            intended = load.schedule.next()
+            self.alarm.sleep_until(intended)
+            if load.stopping:
                 return
-        else:
-            intended = None
-        method = entry.get("method", "GET")
-        path = _fill(entry["path"])
-        rid = new_request_id()
-        headers = {"X-Request-ID": rid, **entry.get("headers", {})}
-        start_wall = time.time()
-        start_pc = time.perf_counter()
-        with self.client.request(
-            method,
-            path,
-            headers=headers,
-            json=entry.get("json"),
-            name=entry.get("name", f"{method} {entry['path']}"),
-            catch_response=True,
-        ) as resp:
-            end_pc = time.perf_counter()
-            status = resp.status_code or 0
-            ok = 200 <= status < 400
-            if ok:
-                resp.success()
-            else:
-                resp.failure(f"HTTP {status}")
-            if _recorder is not None:
-                h = resp.headers or {}
-                _recorder.record(
-                    intended_pc=intended if intended is not None else start_pc,
-                    start_pc=start_pc,
-                    end_pc=end_pc,
-                    start_wall=start_wall,
-                    status=status,
-                    ok=ok,
-                    endpoint=entry.get("name", f"{method} {entry['path']}"),
-                    x_cache=h.get("x-cache"),
-                    x_db_queries=h.get("x-db-queries"),
-                    request_id=rid,
-                )
+            context = intended_context(intended)
+        self.client.request(
+            entry.method,
+            load.traffic.fill(entry.path),
+            name=entry.name,
+            headers=entry.headers or None,
+            json=entry.json,
+            context=context,
+        )

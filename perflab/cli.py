@@ -214,12 +214,18 @@ def cmd_load(args: argparse.Namespace) -> int:
         raise LabError("give exactly one of --path or --locustfile")
     if args.users is None and args.rate is None:
         raise LabError("give --users N (closed model) or --rate R (open model)")
-    check_target(args.host, args.allow_remote)
+    if args.locustfile and args.rate is not None:
+        raise LabError(
+            "--rate (the open model) needs --path: your locustfile's wait_time sets its own pace"
+        )
+    check_target(args.host, args.allow_remote)  # before a run folder is made; run_load rechecks
     prof = _profile(args, LoadProfile(duration=args.duration or 10, warmup=args.warmup or 1))
     prof.validate()
     locustfile = Path(args.locustfile).resolve() if args.locustfile else None
     if locustfile is not None and not locustfile.is_file():
         raise LabError(f"locustfile {args.locustfile} not found")
+    if locustfile is not None and locustfile.suffix != ".py":
+        raise LabError(f"locustfile {args.locustfile} is not a .py file (Locust needs one)")
     mix = [Endpoint(f"GET {args.path}", args.path)] if args.path else []
     exp = experiments.Experiment(
         name="load",
@@ -372,7 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     ld = sub.add_parser("load", help="load any loopback HTTP service and record every request")
     ld.add_argument("--host", required=True, help="e.g. http://127.0.0.1:8000")
     ld.add_argument("--path", help="the path to request, e.g. /healthz")
-    ld.add_argument("--locustfile", help="your own locustfile instead of --path")
+    ld.add_argument(
+        "--locustfile", help="your own locustfile instead of --path (recorded as it is)"
+    )
     ld.add_argument("--users", type=int)
     ld.add_argument("--rate", type=float)
     ld.add_argument("--poisson", action="store_true")

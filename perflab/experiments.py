@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perflab.errors import LabError
-from perflab.loadgen import Endpoint, LoadProfile
+from perflab.traffic import Endpoint, LoadProfile, parse_mix
 
 
 @dataclass
@@ -151,3 +151,8 @@ def get(name: str) -> Experiment:
     if name not in EXPERIMENTS:
         raise LabError(f"unknown experiment {name!r}: choose one of {', '.join(EXPERIMENTS)}")
     return copy.deepcopy(EXPERIMENTS[name])
+
+
+def mix(spec: str) -> list[Endpoint]:
+    """A traffic mix from `--mix`: an experiment's name, a path, JSON or @file (`parse_mix`)."""
+    return parse_mix(spec, {name: exp.mix for name, exp in EXPERIMENTS.items()})

@@ -1,84 +1,149 @@
 """Run Locust as a subprocess and collect every request it made.
 
 Locust is never imported here: in a Jupyter kernel its gevent monkey-patching hangs the kernel.
-The harness writes the traffic mix and the load model to `PERFLAB_LOAD`, starts
-`python -m locust -f loadtests/lab.py --headless`, follows the samples file for a live progress
-line, and reads the samples back when Locust exits (or when the user interrupts: what was
-recorded up to then is kept).
+`locust_command` is the one place that builds Locust's command line (headless runs here, the
+web UI in `perflab.webui`, the bench's plain-Locust reference); `run_load` starts
+`python -m locust -f loadtests/lab.py --headless` (or your locustfile beside the recorder
+plugin) with the mix and the load model as the locustfile's options (`perflab.traffic.
+LabOptions`), follows the samples file for a live progress line, and reads the samples back when
+Locust exits (or when the user interrupts: what was recorded up to then is kept).
+
+Each load leaves in its folder the raw samples (`samples-LABEL.csv`, one file per worker when
+distributed), the mix it sent (`mix-LABEL.json`), Locust's log, its CSV statistics
+(`locust-LABEL_stats.csv`, `_stats_history.csv`, `_failures.csv`, `_exceptions.csv`) and its
+HTML report (`locust-LABEL.html`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
-import json
 import math
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Literal
-from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
 
-from perflab import paths
+from perflab import experiments, paths
 from perflab.errors import LabError
+from perflab.loopback import CheckedTarget, check_target
 from perflab.procs import ManagedProcess, free_port, spawn
 from perflab.recorder import COLUMNS as SAMPLE_COLUMNS
+from perflab.traffic import Endpoint, LabOptions, LoadProfile, mix_json
+
+__all__ = [
+    "CheckedTarget",
+    "Endpoint",
+    "LoadProfile",
+    "LoadResult",
+    "LocustSpec",
+    "check_target",
+    "dataset_config",
+    "locust_command",
+    "read_samples",
+    "run_load",
+]
+
+LAB_LOCUSTFILE = paths.LOADTESTS / "lab.py"
+# Beside a locustfile of yours: imports the recorder plugin (perflab.locust_plugin).
+RECORDER_LOCUSTFILE = paths.LOADTESTS / "perflab_recorder.py"
+STOP_TIMEOUT = 3  # seconds Locust lets running requests finish when the run time is up
 
 
 @dataclass
-class LoadProfile:
-    """How much load, and of which kind.
+class LocustSpec:
+    """One Locust process tree, as `locust_command` turns it into command lines.
 
-    `duration` is rounded up to whole seconds (Locust's --run-time takes no fractions).
-    closed: `users` clients, each sending its next request `think_time` after the last answer
-    (Locust's own model; slows down when the service does). open: requests *arrive* at `rate`
-    per second whatever the service does; `users` only caps concurrency.
+    `run_time` set: headless, that many seconds (rounded up: Locust takes whole seconds);
+    None: the web UI on `web_port`, started from the page. `files`: Locust's own statistics as
+    `<files>_stats.csv` etc. and its HTML report as `<files>.html`. `samples`: every request
+    recorded there by the recorder plugin (added beside `locustfile`). `options`: the
+    locustfile's own custom options. `workers > 1`: a master on `master_port` and N workers.
     """
 
-    model: Literal["closed", "open"] = "closed"
-    users: int = 10
-    rate: float | None = None
-    arrival: Literal["constant", "poisson"] = "constant"
-    duration: float = 10.0
-    warmup: float = 2.0
-    spawn_rate: float | None = None
-    think_time: tuple[float, float] | None = None
+    locustfile: Path
+    host: str
+    users: int
+    spawn_rate: float
+    run_time: float | None = None
+    web_port: int | None = None
+    files: Path | None = None
+    samples: Path | None = None
+    host_header: str | None = None
+    options: list[str] = field(default_factory=list)
     workers: int = 1
-    timeout: float = 30.0
-    seed: int = 1
-
-    def validate(self) -> None:
-        if self.model not in ("closed", "open"):
-            raise LabError(f"unknown load model {self.model!r}: use 'closed' or 'open'")
-        if self.model == "open" and not (self.rate and self.rate > 0):
-            raise LabError("the open model needs a positive --rate (requests per second)")
-        if self.users < 1:
-            raise LabError("users must be at least 1")
-        if self.duration <= 0:
-            raise LabError("duration must be positive")
-        if self.warmup < 0 or self.warmup >= self.duration:
-            raise LabError("warmup must be at least 0 and shorter than the duration")
-        if self.workers < 1:
-            raise LabError("workers must be at least 1")
+    master_port: int | None = None
 
 
-@dataclass
-class Endpoint:
-    """One kind of request in the mix. `path` may hold {product}, {category}, {offset}."""
+def locust_command(spec: LocustSpec, worker: bool = False) -> list[str]:
+    """The command line of the master (or only) Locust process, or of one of its workers."""
+    files = [str(spec.locustfile)]
+    if spec.samples is not None or spec.host_header:
+        files.append(str(RECORDER_LOCUSTFILE))
+    argv = [sys.executable, "-m", "locust", "-f", ",".join(files), *spec.options]
+    if spec.samples is not None:
+        argv += ["--perflab-samples", str(spec.samples)]
+    if spec.host_header:
+        argv += ["--perflab-host-header", spec.host_header]
+    if worker:
+        port = str(spec.master_port)
+        return [*argv, "--worker", "--master-host", "127.0.0.1", "--master-port", port]
+    argv += ["--host", spec.host, "--users", str(spec.users)]
+    argv += ["--spawn-rate", f"{spec.spawn_rate:g}", "--stop-timeout", str(STOP_TIMEOUT)]
+    if spec.run_time is not None:
+        argv += ["--headless", "--run-time", f"{math.ceil(spec.run_time)}s", "--only-summary"]
+        argv += ["--loglevel", "WARNING", "--exit-code-on-error", "0"]
+    else:
+        argv += ["--web-host", "127.0.0.1", "--web-port", str(spec.web_port or free_port())]
+    if spec.files is not None:
+        argv += ["--csv", str(spec.files), "--html", str(spec.files) + ".html"]
+    if spec.workers > 1:
+        argv += ["--master", "--expect-workers", str(spec.workers)]
+        argv += ["--master-bind-host", "127.0.0.1", "--master-bind-port", str(spec.master_port)]
+    return argv
 
-    name: str
-    path: str
-    method: str = "GET"
-    weight: float = 1.0
-    json: dict | None = None
-    headers: dict[str, str] = field(default_factory=dict)
+
+def start_locust(spec: LocustSpec, log: Path) -> list[ManagedProcess]:
+    """Start the master (or only) process and its workers, all through `spawn` (they die with
+    the lab); worker i logs beside `log` as `<log stem>-worker<i>.log`. The master is first."""
+    if spec.workers > 1 and spec.master_port is None:
+        spec.master_port = free_port()
+    env = {"PYTHONUNBUFFERED": "1"}
+    procs = [spawn("locust", locust_command(spec), env=env, output=log, cwd=paths.ROOT)]
+    for i in range(spec.workers if spec.workers > 1 else 0):
+        argv, out = locust_command(spec, worker=True), log.with_name(f"{log.stem}-worker{i}.log")
+        procs.append(spawn(f"locust-worker-{i}", argv, env=env, output=out, cwd=paths.ROOT))
+    return procs
+
+
+def lab_options(
+    mix: list[Endpoint] | str, profile: LoadProfile, mix_file: Path, extra: dict | None = None
+) -> LabOptions:
+    """The lab locustfile's options for this mix and load model. A list of endpoints goes to
+    `mix_file` (`--mix @file`): an endpoint's headers may hold a token, and a command line is
+    public to every local user; a string is a `--mix` as typed (`caching`, `/healthz`).
+    `extra`: more `LabOptions` fields (the dataset's `products`, `categories`...)."""
+    known = {f.name for f in fields(LabOptions)}
+    if unknown := set(extra or {}) - known:
+        raise LabError(
+            f"unknown option(s) for the lab's locustfile: {', '.join(sorted(unknown))} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    if isinstance(mix, str):
+        experiments.mix(mix)  # a bad one fails here, not in Locust
+        spec = mix
+    else:
+        if not mix:
+            raise LabError("the traffic mix is empty: give at least one Endpoint")
+        mix_file.parent.mkdir(parents=True, exist_ok=True)
+        mix_file.write_text(mix_json(mix) + "\n", encoding="utf-8")
+        spec = f"@{mix_file}"
+    base = asdict(LabOptions(mix=spec).for_profile(profile))
+    return LabOptions.parse({**base, **(extra or {})})  # values of any type, checked
 
 
 @dataclass
@@ -89,24 +154,6 @@ class LoadResult:
     locust_log: Path
     started_at: float
     ended_at: float
-
-
-def check_target(host: str, allow_remote: bool = False) -> None:
-    """Only loopback targets unless asked: a classroom tool must not become a DoS cannon."""
-    parts = urlsplit(host)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise LabError(f"target {host!r} is not an http(s) URL like http://127.0.0.1:8000")
-    if allow_remote:
-        return
-    try:
-        addrs = {str(ai[4][0]) for ai in socket.getaddrinfo(parts.hostname, None)}
-    except socket.gaierror:
-        raise LabError(f"cannot resolve {parts.hostname!r}") from None
-    if not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs):
-        raise LabError(
-            f"{host} is not a loopback address; perflab loads only this machine unless you "
-            "pass --allow-remote (and own the target)"
-        )
 
 
 def read_samples(path: Path) -> pd.DataFrame:
@@ -201,42 +248,12 @@ class _Progress:
             self.bar.close()
 
 
-def load_config(
-    mix: list[Endpoint],
-    profile: LoadProfile,
-    samples_path: Path,
-    extra_config: dict | None = None,
-) -> dict:
-    """What loadtests/lab.py reads from `PERFLAB_LOAD`: the mix, the load model, where to record.
-
-    Shared by headless runs (`run_load`) and the web UI (`perflab.webui`), so both send the
-    same traffic.
-    """
-    return {
-        "model": profile.model,
-        "rate": profile.rate,
-        "arrival": profile.arrival,
-        "think_time": list(profile.think_time) if profile.think_time else None,
-        "timeout": profile.timeout,
-        "seed": profile.seed,
-        "workers": profile.workers,
-        "samples": str(samples_path),
-        "mix": [{k: v for k, v in asdict(e).items() if v is not None} for e in mix],
-        **(extra_config or {}),
-    }
-
-
 def dataset_config(dataset: dict) -> dict:
     """The dataset's shape, so generated ids ({product}, {category}) exist in the database."""
     return {
         "products": int(dataset.get("products", 1000)),
         "categories": int(dataset.get("categories", 10)),
     }
-
-
-def locust_env(config: dict) -> dict[str, str]:
-    """The environment a Locust subprocess running loadtests/lab.py needs."""
-    return {"PERFLAB_LOAD": json.dumps(config), "PYTHONUNBUFFERED": "1"}
 
 
 def run_load(
@@ -255,83 +272,45 @@ def run_load(
 ) -> LoadResult:
     """Run one Locust load against `host`; returns every recorded request.
 
-    An https `host` works as is (Locust does not verify certificates by default); give the
-    service's `ca_file` to have every connection verified against it.
+    `mix` and `profile` drive the lab's locustfile; `extra_config` sets more of its options
+    (`LabOptions`: `products`, `categories`, `seed`...). A `locustfile` of yours runs instead,
+    unchanged, beside the recorder plugin: its own tasks and `wait_time` set the traffic, so
+    only the closed model's `users` apply. An https `host` works as is (Locust does not verify
+    certificates by default); give the service's `ca_file` to have every connection verified
+    against it.
     """
     profile.validate()
-    check_target(host, allow_remote)
+    target = check_target(host, allow_remote)
+    own = locustfile is not None and Path(locustfile).resolve() != LAB_LOCUSTFILE.resolve()
+    if own and profile.model == "open":
+        raise LabError(
+            "the open model (--rate) needs the lab's locustfile (--path); your locustfile's "
+            "wait_time sets its own pace"
+        )
+    if own and (extra_config or ca_file):
+        raise LabError("extra_config and ca_file set the lab's locustfile, not yours")
     out_dir.mkdir(parents=True, exist_ok=True)
     samples_path = out_dir / f"samples-{label}.csv"
     for old in [samples_path, *samples_path.parent.glob(samples_path.name + ".*")]:
         old.unlink(missing_ok=True)
-    config = load_config(mix, profile, samples_path, extra_config)
-    if ca_file:
-        config["ca_file"] = str(ca_file)
-    env = locust_env(config)
-    users = profile.users
-    spawn_rate = profile.spawn_rate or (users if profile.model == "open" else max(users, 1))
-    common = ["-f", str(locustfile or paths.LOADTESTS / "lab.py")]
+    options: list[str] = []
+    if not own:
+        extra = {**(extra_config or {}), **({"ca_file": str(ca_file)} if ca_file else {})}
+        options = lab_options(mix, profile, out_dir / f"mix-{label}.json", extra).argv()
+    spec = LocustSpec(
+        locustfile=Path(locustfile) if own else LAB_LOCUSTFILE,  # type: ignore[arg-type]
+        host=target.url,
+        host_header=target.host_header,
+        users=profile.users,
+        spawn_rate=profile.spawn_rate or profile.users,
+        run_time=profile.duration,
+        files=out_dir / f"locust-{label}",
+        samples=samples_path,
+        options=options,
+        workers=profile.workers,
+    )
     log = out_dir / f"locust-{label}.log"
-    argv = [
-        sys.executable,
-        "-m",
-        "locust",
-        *common,
-        "--headless",
-        "--users",
-        str(users),
-        "--spawn-rate",
-        str(spawn_rate),
-        "--run-time",  # Locust takes whole seconds only
-        f"{math.ceil(profile.duration)}s",
-        "--host",
-        host,
-        "--only-summary",
-        "--stop-timeout",
-        "3",
-        "--loglevel",
-        "WARNING",
-        "--csv",
-        str(out_dir / f"locust-{label}"),
-        "--exit-code-on-error",
-        "0",
-    ]
-    procs: list[ManagedProcess] = []
-    if profile.workers > 1:
-        argv += [
-            "--master",
-            "--expect-workers",
-            str(profile.workers),
-            "--master-bind-host",
-            "127.0.0.1",
-            "--master-bind-port",
-            str(free_port()),
-        ]
-        master_port = argv[-1]
-    procs.append(spawn("locust", argv, env=env, output=log, cwd=paths.ROOT))
-    if profile.workers > 1:
-        for i in range(profile.workers):
-            procs.append(
-                spawn(
-                    f"locust-worker-{i}",
-                    [
-                        sys.executable,
-                        "-m",
-                        "locust",
-                        *common,
-                        "--worker",
-                        "--master-host",
-                        "127.0.0.1",
-                        "--master-port",
-                        master_port,
-                        "--loglevel",
-                        "WARNING",
-                    ],
-                    env=env,
-                    output=out_dir / f"locust-{label}-worker{i}.log",
-                    cwd=paths.ROOT,
-                )
-            )
+    procs = start_locust(spec, log)
     started = time.time()
     bar = _Progress(samples_path, profile.duration, label, progress)
     interrupted = False
@@ -339,7 +318,6 @@ def run_load(
     try:
         while procs[0].alive():
             if time.monotonic() > deadline:
-                procs[0].stop(sig=signal.SIGINT)
                 break
             time.sleep(0.5)
             bar.update()
@@ -348,7 +326,9 @@ def run_load(
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        for p in procs:
+        # SIGINT: Locust stops as on Ctrl-C, writing its HTML report and the last samples.
+        procs[0].stop(timeout=8, sig=signal.SIGINT)
+        for p in procs[1:]:
             p.stop(timeout=8, sig=signal.SIGTERM)
         bar.close()
     ended = time.time()

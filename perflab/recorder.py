@@ -1,11 +1,27 @@
-"""Raw per-request samples and the open-model schedule, for any locustfile.
+"""Raw per-request samples and the open-model schedule: one definition of the sample columns.
 
-Locustfiles import it (`from perflab.recorder import Recorder`) and the harness reads what it
-writes with the same `COLUMNS`: one definition for both sides.
+The recorder plugin (`perflab.locust_plugin`, inside Locust) writes samples with `Recorder`
+and the harness reads them back with the same `COLUMNS`: one definition for both sides. It
+imports the standard library only, as the Locust side must.
 
 Locust's own statistics round percentiles into buckets and do not correct coordinated omission,
-so the lab records every request itself: when it was *meant* to start, when it was sent, how
-long it took (perf_counter, sub-microsecond), its status and the response's diagnostic headers.
+so the lab records every request itself:
+
+- `t_intended`, `t_start`: when the request was *meant* to start (open model: its arrival
+  slot; closed model: when it was sent) and when it was sent, seconds since the epoch;
+- `service_ms`: from sending to the end of the response, as Locust's clients time it
+  (perf_counter, sub-microsecond): what the service and the network took;
+- `lateness_ms` = `t_start - t_intended`: how late the generator sent it. In the open model
+  that is the coordinated omission a slow service causes (all users busy), plus the
+  generator's own error (a timer that wakes late, a busy CPU); 0 in the closed model. wrk2
+  reports latency from the intended start and, apart (`--u_latency`), from sending: the
+  difference between the two is this column;
+- `latency_ms` = `lateness_ms + service_ms`: from the intended start, as a user who arrived on
+  time experiences it (coordinated omission corrected);
+- `status`, `ok` (Locust's verdict: no exception), `endpoint` (Locust's request name), the
+  diagnostic response headers `x_cache`, `x_db_queries`, the `request_id` sent, and the
+  `worker` (host:pid of the Locust process).
+
 Samples are buffered and flushed to CSV twice a second, so a run that is interrupted, or killed,
 keeps what it measured up to then.
 """
@@ -16,6 +32,7 @@ import csv
 import math
 import os
 import random
+import socket
 import threading
 import time
 import uuid
@@ -26,6 +43,7 @@ COLUMNS = [
     "t_start",
     "latency_ms",
     "service_ms",
+    "lateness_ms",
     "status",
     "ok",
     "endpoint",
@@ -40,7 +58,7 @@ class Recorder:
     def __init__(self, path: str | os.PathLike[str], worker: str | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.worker = worker or str(os.getpid())
+        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         self._rows: list[list[object]] = []
         self._lock = threading.Lock()
         new = not self.path.exists() or self.path.stat().st_size == 0
@@ -53,10 +71,9 @@ class Recorder:
     def record(
         self,
         *,
-        intended_pc: float,
-        start_pc: float,
-        end_pc: float,
-        start_wall: float,
+        t_intended: float,
+        t_start: float,
+        service_ms: float,
         status: int,
         ok: bool,
         endpoint: str,
@@ -64,11 +81,14 @@ class Recorder:
         x_db_queries: str | None,
         request_id: str,
     ) -> None:
+        """One request. Times in seconds since the epoch; `service_ms` from a perf_counter."""
+        lateness_ms = (t_start - t_intended) * 1000
         row = [
-            f"{start_wall - (start_pc - intended_pc):.6f}",
-            f"{start_wall:.6f}",
-            f"{(end_pc - intended_pc) * 1000:.4f}",
-            f"{(end_pc - start_pc) * 1000:.4f}",
+            f"{t_intended:.6f}",
+            f"{t_start:.6f}",
+            f"{lateness_ms + service_ms:.4f}",
+            f"{service_ms:.4f}",
+            f"{lateness_ms:.4f}",
             status,
             int(ok),
             endpoint,
@@ -129,4 +149,6 @@ class Schedule:
 
 
 def new_request_id() -> str:
+    """A request id that is also a valid W3C trace id (32 lowercase hex digits, not all zero:
+    a version-4 UUID always has a 4 in it), so a trace can reuse it as its trace id."""
     return uuid.uuid4().hex

@@ -4,7 +4,9 @@ A harness that reports a p99 must be checked against a server whose p99 we can c
 servers are raw asyncio HTTP/1.1 (keep-alive, no framework, no logging on the request path), so
 what they add on top of the configured behaviour is a few tens of microseconds:
 
-- `sleep`: every request sleeps `--ms` milliseconds, then answers;
+- `sleep`: every request sleeps `--ms` milliseconds, then answers; with `--slow-every N`, every
+  Nth request to arrive sleeps `--slow-ms` instead (a two-speed server: `--ms 5 --slow-every 10
+  --slow-ms 50` answers 90% of requests after 5 ms and 10% after 50 ms);
 - `fast`: answers at once;
 - `stall`: like `sleep`, but for `--stall-s` seconds out of every `--stall-every` seconds the
   whole server stalls (a global pause, like a stop-the-world GC or a blocked event loop): a
@@ -41,6 +43,16 @@ class TargetBehaviour:
     stall_every: float = 5.0
     stall_s: float = 1.0
     fail_every: int = 0
+    slow_every: int = 0
+    slow_ms: float = 0.0
+
+    def sleep_ms(self, arrival: int) -> float:
+        """How long the request that arrived `arrival`-th (from 1) sleeps before answering."""
+        if self.mode == "fast":
+            return 0.0
+        if self.slow_every > 0 and arrival % self.slow_every == 0:
+            return self.slow_ms
+        return self.ms
 
     def stall_wait(self, now: float, t0: float) -> float:
         """Seconds a request arriving at `now` waits for the current stall to end (0 if none)."""
@@ -69,6 +81,7 @@ class _Server:
     def __init__(self, behaviour: TargetBehaviour) -> None:
         self.b = behaviour
         self.t0 = time.monotonic()
+        self.arrivals = 0
         self.count = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -94,11 +107,13 @@ class _Server:
 
     async def respond(self, writer: asyncio.StreamWriter, request_line: str, headers: dict) -> None:
         start = time.monotonic()
+        self.arrivals += 1
+        sleep_ms = self.b.sleep_ms(self.arrivals)
         wait = self.b.stall_wait(start, self.t0)
         if wait > 0:
             await asyncio.sleep(wait)
-        if self.b.mode != "fast" and self.b.ms > 0:
-            await asyncio.sleep(self.b.ms / 1000)
+        if sleep_ms > 0:
+            await asyncio.sleep(sleep_ms / 1000)
         self.count += 1
         failed = self.b.fail_every > 0 and self.count % self.b.fail_every == 0
         status = "500 Internal Server Error" if failed else "200 OK"
@@ -164,11 +179,13 @@ def start_target(
     stall_every: float = 5.0,
     stall_s: float = 1.0,
     fail_every: int = 0,
+    slow_every: int = 0,
+    slow_ms: float = 0.0,
     port: int | None = None,
     log_dir: Path | None = None,
 ) -> Target:
     """Start a test server in its own process (via `spawn`) and wait until it answers."""
-    b = TargetBehaviour(mode, ms, stall_every, stall_s, fail_every)
+    b = TargetBehaviour(mode, ms, stall_every, stall_s, fail_every, slow_every, slow_ms)
     _validate(b)
     if port is not None and port_in_use(port):
         raise LabError(f"port {port} is taken: stop what uses it, or leave --port out")
@@ -187,6 +204,10 @@ def start_target(
         str(stall_s),
         "--fail-every",
         str(fail_every),
+        "--slow-every",
+        str(slow_every),
+        "--slow-ms",
+        str(slow_ms),
         "--port",
         str(port),
     ]
@@ -206,6 +227,8 @@ def _validate(b: TargetBehaviour) -> None:
         raise LabError("--stall-s must be positive and shorter than --stall-every")
     if b.fail_every < 0:
         raise LabError("--fail-every must be 0 (never) or more")
+    if b.slow_every < 0 or b.slow_ms < 0:
+        raise LabError("--slow-every and --slow-ms must be 0 or more")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,10 +241,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stall-every", type=float, default=5.0, help="stall period, seconds")
     p.add_argument("--stall-s", type=float, default=1.0, help="stall length, seconds")
     p.add_argument("--fail-every", type=int, default=0, help="answer 500 to every Nth request")
+    p.add_argument("--slow-every", type=int, default=0, help="every Nth request is slow (sleep)")
+    p.add_argument("--slow-ms", type=float, default=0.0, help="sleep of a slow request")
     p.add_argument("--port", type=int, default=8123)
     p.add_argument("--host", default="127.0.0.1")
     args = p.parse_args(argv)
-    b = TargetBehaviour(args.mode, args.ms, args.stall_every, args.stall_s, args.fail_every)
+    b = TargetBehaviour(
+        args.mode,
+        args.ms,
+        args.stall_every,
+        args.stall_s,
+        args.fail_every,
+        args.slow_every,
+        args.slow_ms,
+    )
     try:
         _validate(b)
         asyncio.run(serve(b, args.port, args.host))

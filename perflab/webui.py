@@ -8,11 +8,13 @@ ui.run.summary      # the session, saved and analysed like any run
 ```
 The UI is for exploring: how does p95 move when I add users? The lab starts the variant through
 `Lab`, then Locust (`loadtests/lab.py`, with the experiment's traffic mix and the dataset's
-shape, built by `perflab.loadgen` exactly as for headless runs) as a subprocess; Locust is never
-imported here, its gevent monkey-patching hangs Jupyter kernels. The users, spawn rate and
-host are prefilled in the page from the experiment's profile and can be changed there, so the
-load model is Locust's closed one. When the session ends, Locust and the service are stopped
-and the recorded samples are saved as a run folder (summary, plots, report.html).
+shape, its command line built by `perflab.loadgen.locust_command` as for headless runs) as a
+subprocess; Locust is never imported here, its gevent monkey-patching hangs Jupyter kernels.
+The users, spawn rate and host are prefilled in the page from the experiment's profile, and the
+lab locustfile's own options (the mix, an arrival rate for the open model, think time...) are
+fields of the same form, so any of them can be changed between swarms. When the session ends,
+Locust (stopped as on Ctrl-C, so it writes its HTML report) and the service are stopped and the
+recorded samples are saved as a run folder (summary, plots, report.html).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -28,18 +29,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from perflab import experiments, paths
+from perflab import experiments
 from perflab.errors import LabError
 from perflab.experiments import Experiment, Variant
 from perflab.lab import Lab
 from perflab.loadgen import (
+    LAB_LOCUSTFILE,
     LoadProfile,
+    LocustSpec,
     dataset_config,
-    load_config,
-    locust_env,
+    lab_options,
     read_samples,
+    start_locust,
 )
-from perflab.procs import ManagedProcess, free_port, http_ok, spawn, wait_until
+from perflab.procs import ManagedProcess, free_port, http_ok, wait_until
 from perflab.results import Run, log_records
 from perflab.scrape import MetricsScraper
 from perflab.services import ServiceHandle
@@ -107,7 +110,7 @@ class WebUI:
         if self.stopped:
             return self.run
         self.stopped = True
-        self.locust.stop(timeout=8, sig=signal.SIGTERM)
+        self.locust.stop(timeout=8, sig=signal.SIGINT)  # as Ctrl-C: Locust saves its report
         metric_rows = self.scraper.stop() if self.scraper is not None else []
         self.scraper = None
         self.service.stop()
@@ -174,40 +177,22 @@ def start(lab: Lab, name: str, *, port: int | None = None, users: int | None = N
         exp.with_variants([variant.name]), LoadProfile(**{**asdict(prof), "warmup": 0.0})
     )
     samples_path = raw_dir / f"samples-{label}.csv"
-    # The page lets anyone type another host: the locustfile then refuses non-loopback ones.
-    config = load_config(
-        exp.mix, prof, samples_path, {**dataset_config(dataset), "loopback_only": True}
-    )
     port = port or free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(paths.LOADTESTS / "lab.py"),
-        "--web-host",
-        "127.0.0.1",
-        "--web-port",
-        str(port),
-        "--host",
-        svc.url,
-        "--users",
-        str(prof.users),
-        "--spawn-rate",
-        str(prof.spawn_rate or prof.users),
-        "--stop-timeout",
-        "3",
-        "--csv",
-        str(raw_dir / f"locust-{label}"),
-    ]
     try:
-        proc = spawn(
-            "locust-webui",
-            argv,
-            env=locust_env(config),
-            output=raw_dir / f"locust-{label}.log",
-            cwd=paths.ROOT,
+        # The page lets anyone type another host: the locustfile then refuses non-loopback ones.
+        extra = {**dataset_config(dataset), "loopback_only": True}
+        options = lab_options(exp.name, prof, raw_dir / f"mix-{label}.json", extra)
+        spec = LocustSpec(
+            LAB_LOCUSTFILE,
+            svc.url,
+            users=prof.users,
+            spawn_rate=prof.spawn_rate or prof.users,
+            web_port=port,
+            files=raw_dir / f"locust-{label}",
+            samples=samples_path,
+            options=options.argv(),
         )
+        (proc,) = start_locust(spec, raw_dir / f"locust-{label}.log")
         url = f"http://127.0.0.1:{port}"
         wait_until(http_ok(url + "/"), proc, UI_STARTUP_TIMEOUT, "serving its web UI")
     except BaseException:

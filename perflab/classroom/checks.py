@@ -9,8 +9,6 @@ same for every student.
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import random
 import threading
 import time
@@ -20,6 +18,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+
+from perflab.traffic import Zipf
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -174,9 +174,7 @@ def _category_ids() -> Select[int]:
 
 def zipf_keys(n_keys: int, count: int, s: float = 1.0, seed: int = 1) -> list[int]:
     """`count` keys in 1..n_keys with Zipf popularity (key 1 the hottest), as the load uses."""
-    cum = list(itertools.accumulate(1.0 / k**s for k in range(1, n_keys + 1)))
-    rng = random.Random(seed)
-    return [bisect.bisect_left(cum, rng.random() * cum[-1]) + 1 for _ in range(count)]
+    return Zipf(n_keys, s).sample(count, seed)
 
 
 def check_cache(

@@ -19,16 +19,18 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `bench/` is run from the checkout (python -m bench), not installed
     sys.path.insert(0, str(ROOT))
 
-from bench.items import ITEMS, stall_truth_ms  # noqa: E402
+from bench.items import ITEMS  # noqa: E402
 from bench.report import VERDICTS  # noqa: E402
+from perflab.targets import stall_percentile  # noqa: E402
 
 
 def test_stall_truth_is_the_analytic_quantile() -> None:
     # Frozen 1 s every 10 s: 10% of arrivals wait, uniformly between 0 and 1 s.
-    assert stall_truth_ms(99, 1, 10) == pytest.approx(900)
-    assert stall_truth_ms(95, 1, 10) == pytest.approx(500)
-    assert stall_truth_ms(50, 1, 10) == 0
-    assert stall_truth_ms(99, 0.2, 2) == pytest.approx(180)
+    assert stall_percentile(0.99, 0.0, 10, 1) == pytest.approx(900)
+    assert stall_percentile(0.95, 0.0, 10, 1) == pytest.approx(500)
+    assert stall_percentile(0.50, 0.0, 10, 1) == 0
+    assert stall_percentile(0.99, 0.0, 2, 0.2) == pytest.approx(180)
+    assert stall_percentile(0.99, 2.0, 3, 1) == pytest.approx(2 + 970)  # plus the base latency
 
 
 @pytest.mark.slow

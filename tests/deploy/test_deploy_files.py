@@ -3,14 +3,14 @@
 No container engine or cluster is needed: the compose file and the manifests are read as data
 and checked against the code they deploy. Every environment variable set for our image must be
 one the program in that container reads (the services' `Settings` fields and aliases, Locust's
-own options, the lab locustfile's `PERFLAB_LOAD`), with a value `Settings` accepts; every role a
+own options, the lab locustfile's `LOCUST_*` options), with a value `Settings` accepts; every role a
 container runs must exist in deploy/entrypoint.py, and the commands those roles run must name
 modules and files that exist.
 """
 
 from __future__ import annotations
 
-import ast
+import dataclasses
 import importlib
 import importlib.util
 import json
@@ -26,6 +26,8 @@ import yaml
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
+from perflab import experiments
+from perflab.traffic import LabOptions
 from perflab_services.catalog import datagen
 from perflab_services.catalog.core.config import Settings as CatalogSettings
 from perflab_services.catalog.core.security import DEMO_USERS
@@ -81,26 +83,9 @@ def locust_env_names() -> set[str]:
     return names
 
 
-def locustfile_config_keys() -> set[str]:
-    """The keys loadtests/lab.py reads from PERFLAB_LOAD (`CONFIG.get("k")`, `CONFIG["k"]`)."""
-    tree = ast.parse((ROOT / "loadtests" / "lab.py").read_text())
-    keys = set()
-    for node in ast.walk(tree):
-        target = None
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-            if node.func.attr == "get" and node.args:
-                target, key = node.func.value, node.args[0]
-        elif isinstance(node, ast.Subscript):
-            target, key = node.value, node.slice
-        if (
-            isinstance(target, ast.Name)
-            and target.id == "CONFIG"
-            and isinstance(key, ast.Constant)
-            and isinstance(key.value, str)
-        ):
-            keys.add(key.value)
-    assert {"mix", "products"} <= keys
-    return keys
+def locustfile_env_names() -> set[str]:
+    """The variables the lab's locustfile reads: one per `LabOptions` field (`LOCUST_MIX`, ...)."""
+    return {LabOptions.env_var(f.name) for f in dataclasses.fields(LabOptions)}
 
 
 CATALOG_ROLES = {"catalog", "seed", "wait-for-data"}  # all read the catalog's Settings
@@ -110,7 +95,7 @@ LOCUST_ROLES = {"locust-master", "locust-worker"}
 @pytest.fixture(scope="module")
 def allowed_env() -> dict[str, set[str]]:
     catalog = set(settings_env(CatalogSettings))
-    locust = locust_env_names() | {"PERFLAB_LOAD"}
+    locust = locust_env_names() | locustfile_env_names()
     return {
         **dict.fromkeys(CATALOG_ROLES, catalog),
         "gateway": set(settings_env(GatewaySettings)),
@@ -247,24 +232,27 @@ def test_the_values_are_valid_settings(where, role, env, monkeypatch):
 
 
 def test_the_locust_config_matches_the_locustfile_and_the_seeded_dataset():
-    keys = locustfile_config_keys()
     sizes = []
     svc = compose()["services"]
     sizes.append(svc["seed"]["command"][svc["seed"]["command"].index("--size") + 1])
     job = next(d for d in manifests() if d["kind"] == "Job" and d["metadata"]["name"] == "seed")
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     sizes.append(args[args.index("--size") + 1])
-    configs = [env["PERFLAB_LOAD"] for _, role, env in ALL if role in LOCUST_ROLES]
+    configs = [env for _, role, env in ALL if role in LOCUST_ROLES]
     assert configs and len(set(sizes)) == 1
     size = datagen.SIZES[sizes[0]]
-    for raw in configs:
-        config = json.loads(raw)
-        assert set(config) <= keys, f"PERFLAB_LOAD keys the locustfile does not read: {config}"
+    for env in configs:
+        values = {
+            f.name: env[LabOptions.env_var(f.name)]
+            for f in dataclasses.fields(LabOptions)
+            if LabOptions.env_var(f.name) in env
+        }
+        options = LabOptions.parse(values)  # what the locustfile does with them
         # ids in the load must exist in the seeded dataset, or the load measures 404s
-        assert config["products"] == size.products
-        assert config["categories"] == size.categories
-        for entry in config["mix"]:
-            assert entry["path"].startswith("/")
+        assert options.products == size.products
+        assert options.categories == size.categories
+        for entry in experiments.mix(options.mix):
+            assert entry.path.startswith("/")
 
 
 def test_the_roles_run_modules_and_files_that_exist():

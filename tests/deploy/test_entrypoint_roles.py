@@ -5,7 +5,6 @@ gateway behind it, then a Locust master with one worker that loads the gateway."
 from __future__ import annotations
 
 import csv
-import json
 import os
 import subprocess
 import sys
@@ -86,13 +85,9 @@ def test_the_roles_serve_and_load_like_the_containers(database_url, tmp_path):
 
         load = {
             "LOCUST_HOST": gateway_url,
-            "PERFLAB_LOAD": json.dumps(
-                {
-                    "mix": [{"name": "GET /products/{id}", "path": "/products/{product}"}],
-                    "products": 200,
-                    "categories": 5,
-                }
-            ),
+            "LOCUST_MIX": "caching",
+            "LOCUST_PRODUCTS": "200",
+            "LOCUST_CATEGORIES": "5",
         }
         master_port = free_port()
         master = spawn(
@@ -131,8 +126,11 @@ def test_the_roles_serve_and_load_like_the_containers(database_url, tmp_path):
         log = (tmp_path / "master.out").read_text()
         assert code == 0, log[-3000:]
         with (tmp_path / "stats_stats.csv").open() as f:
-            total = next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
+            rows = {r["Name"]: r for r in csv.DictReader(f)}
+        total = rows["Aggregated"]
         assert int(total["Request Count"]) > 0 and int(total["Failure Count"]) == 0, total
+        # the locustfile read LOCUST_MIX: it sent the caching mix, not its /healthz fallback
+        assert set(rows) == {"GET /products/{id}", "Aggregated"}, set(rows)
     finally:
         for proc in reversed(started):
             proc.stop()

@@ -92,8 +92,14 @@ def test_open_poisson_load_adds_uncorrected_columns_and_counts_errors(load_runs)
     # Poisson arrivals: exponential gaps (coefficient of variation ~1), mean 1/rate
     assert 0.6 < gaps.std() / gaps.mean() < 1.5
     assert 0.018 < gaps.mean() < 0.035
+    # the generator's lateness is its own column: latency = lateness + time from sending
+    assert (samples["lateness_ms"] >= -0.01).all()
+    assert np.allclose(
+        samples["latency_ms"], samples["lateness_ms"] + samples["service_ms"], atol=1e-3
+    )
     closed = pd.read_csv(load_runs["fast"][0] / "samples.csv.gz")
     assert closed["t_intended"].equals(closed["t_start"])
+    assert (closed["lateness_ms"] == 0).all()
 
 
 def test_report_and_compare_on_real_runs(load_runs) -> None:
