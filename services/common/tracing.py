@@ -354,16 +354,17 @@ def _in_request() -> bool:
     return trace.get_current_span().is_recording()
 
 
-_VERB_TABLE = re.compile(r"^\s*(\w+)(?:.*?\b(?:FROM|INTO|UPDATE|JOIN)\s+\"?(\w+))?", re.S | re.I)
+_VERB = re.compile(r"\s*(\w+)")
+_TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE)\s+\"?(\w+)", re.I)
 
 
 def sql_span_name(statement: str) -> str:
     """`SELECT products`: the verb and the first table, the usual name of a database span."""
-    m = _VERB_TABLE.match(statement)
-    if m is None:
+    verb = _VERB.match(statement)
+    if verb is None:
         return "SQL"
-    verb = m[1].upper()
-    return f"{verb} {m[2]}" if m[2] else verb
+    table = _TABLE.search(statement, verb.end() if verb[1].upper() != "UPDATE" else 0)
+    return f"{verb[1].upper()} {table[1]}" if table else verb[1].upper()
 
 
 def start_sql_span(statement: str, system: str) -> trace.Span | None:
