@@ -35,20 +35,20 @@ HOW_TO_GET = (
 SCRAPE_SECONDS = 1
 
 # What the lab asks Prometheus after a run (saved in the run folder as `promql.csv`): the
-# queries a dashboard shows, by experiment, variant and route.
+# queries a dashboard shows, by experiment, variant, app (catalog, gateway) and route.
 QUERIES = {
-    "up": "max by (experiment, variant, service) (up)",
-    "rps": "sum by (experiment, variant, route) (rate(http_requests_total[5s]))",
+    "up": "max by (experiment, variant, app, service) (up)",
+    "rps": "sum by (experiment, variant, app, route) (rate(http_requests_total[5s]))",
     "error_ratio": (
-        'sum by (experiment, variant) (rate(http_requests_total{status="5xx"}[5s]))'
-        " / sum by (experiment, variant) (rate(http_requests_total[5s]))"
+        'sum by (experiment, variant, app) (rate(http_requests_total{status="5xx"}[5s]))'
+        " / sum by (experiment, variant, app) (rate(http_requests_total[5s]))"
     ),
     "p95_seconds": (
-        "histogram_quantile(0.95, sum by (experiment, variant, route, le) "
+        "histogram_quantile(0.95, sum by (experiment, variant, app, route, le) "
         "(rate(http_request_duration_seconds_bucket[5s])))"
     ),
     "p50_seconds": (
-        "histogram_quantile(0.5, sum by (experiment, variant, route, le) "
+        "histogram_quantile(0.5, sum by (experiment, variant, app, route, le) "
         "(rate(http_request_duration_seconds_bucket[5s])))"
     ),
 }

@@ -75,6 +75,7 @@ def run_variant(
                 variant=variant.name,
                 repeat=str(repeat),
                 service=one.name,
+                app="catalog" if one in svc.upstreams else exp.service_for(variant),
             )
     try:
         result = load(

@@ -70,6 +70,11 @@ SCHEDULE_DELAY_MS = 500
 MAX_STATEMENT = 160
 
 
+# Scrapes and health checks (the lab's scraper, Prometheus: once a second each) are not traced:
+# they would outnumber the traces of a slow load, and nobody asks where their time went.
+UNTRACED = frozenset({"/metrics", "/healthz"})
+
+
 class TracingSettings(Protocol):
     """What tracing reads from a service's `Settings` (catalog and gateway alike)."""
 
@@ -265,7 +270,7 @@ class TracingMiddleware:
         if scope["type"] == "lifespan":
             await self.app(scope, receive, self._flush_at_shutdown(send))
             return
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get("path") in UNTRACED:
             await self.app(scope, receive, send)
             return
         incoming: bytes | None = None

@@ -41,6 +41,7 @@ def test_a_run_saves_promql_results_for_every_service(database_url: str, tmp_roo
     assert (rps.groupby("variant")["value"].max() > 0).all()
     p95 = promql[(promql["query"] == "p95_seconds") & promql["value"].notna()]
     assert set(p95["variant"]) == {"none", "memory"}
+    assert set(p95["app"]) == {"gateway", "catalog"}
     # The histogram's p95 lies on the bucket grid's scale of the exact one (same magnitude).
     assert (p95["value"] > 0).all()
 
