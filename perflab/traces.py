@@ -245,6 +245,7 @@ def waterfall(
     ax.set_yticks(y, labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("ms since the trace started")
+    ax.set_ylabel("span (service: name), children indented")
     more = f" (first {max_rows} of {len(t)} spans)" if len(t) > max_rows else ""
     total = float((t["end_unix_nano"].max() - t["start_unix_nano"].min()) / 1e6)
     ax.set_title(f"trace {trace_id}: {len(t)} spans, {total:.2f} ms{more}", fontsize=10)
