@@ -26,6 +26,12 @@ def _env_value(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def _profile_dir(profile: bool | Path, log_dir: Path) -> Path | None:
+    if profile is False:
+        return None
+    return log_dir / "profiles" if profile is True else Path(profile)
+
+
 def default_database_url(size: str) -> str:
     return f"sqlite:///{paths.DATA / f'catalog-{size}.sqlite3'}"
 
@@ -97,6 +103,7 @@ class Lab:
         env: dict[str, str] | None = None,
         log_dir: Path | None = None,
         tls: bool = False,
+        profile: bool | Path = False,
         **settings: object,
     ) -> ServiceHandle:
         """Start a service variant: `lab.service("catalog", queries="naive", cache="redis")`.
@@ -105,6 +112,9 @@ class Lab:
         `catalog_url` the lab starts a catalog for it, with the catalog settings among
         `settings` (`lab.service("gateway", queries="naive", retries=0)`); stopping the gateway
         stops that catalog too.
+
+        `profile=True` (or a folder) attaches the lab's sampling profiler while the service
+        runs; `handle.profiles` lists its files (in `profiles/` of the log folder) after `stop()`.
         """
         if name == "catalog":
             self.ensure_data()
@@ -124,6 +134,7 @@ class Lab:
                     label=f"{label or name}-catalog",
                     log_dir=log_dir,
                     workers=workers,
+                    profile=profile,
                     **catalog_settings,
                 )
                 self.services.remove(catalog)  # owned by the gateway handle from now on
@@ -140,6 +151,7 @@ class Lab:
                 port=port,
                 workers=workers,
                 tls=tls,
+                profile=_profile_dir(profile, log_dir or self.log_dir),
             )
         except BaseException:
             for upstream in upstreams:
