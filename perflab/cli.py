@@ -39,6 +39,11 @@ def _print_run(run: Run) -> None:
             print(run.comparison.to_string(index=False))
     for key, msg in run.errors.items():
         print(f"\n! {key} did not run: {msg}")
+    if run.manifest.get("profiles"):
+        from perflab import profiling
+
+        print()
+        print(profiling.describe(run.path, run.manifest))
 
 
 def _profile(args: argparse.Namespace, base: LoadProfile) -> LoadProfile:
@@ -84,7 +89,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.repeat < 1:
         raise LabError("--repeat must be at least 1")
     with Lab(size=args.size) as lab:
-        run = run_experiments([exp], lab=lab, profile=prof, repeat=args.repeat)
+        run = run_experiments(
+            [exp], lab=lab, profile=prof, repeat=args.repeat, profiler=args.profile
+        )
     _print_run(run)
     print(f"\nreport: {run.path / 'report.html'}")
     return 130 if run.interrupted else 0
@@ -340,6 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--repeat", type=int, default=1, help="repetitions, variants interleaved")
     r.add_argument("--workers", type=int, help="Locust worker processes (distributed)")
     r.add_argument("--quick", action="store_true", help="short load (for a first look)")
+    r.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample each service with a profiler (py-spy) while it runs: profiles/ in the "
+        "run folder, and where the time goes",
+    )
     r.add_argument("--size", default="medium", choices=sizes)
     r.set_defaults(fn=cmd_run)
 
