@@ -48,11 +48,11 @@ def service_env(service: str, settings: Mapping[str, object]) -> dict[str, str]:
     return {f"{prefix}_{key.upper()}": _env_value(value) for key, value in merged.items()}
 
 
-
 def _profile_dir(profile: bool | Path, log_dir: Path) -> Path | None:
     if profile is False:
         return None
     return log_dir / "profiles" if profile is True else Path(profile)
+
 
 def default_database_url(size: str) -> str:
     return f"sqlite:///{paths.DATA / f'catalog-{size}.sqlite3'}"
