@@ -94,6 +94,7 @@ def run_variant(
         metrics=metrics,
         logs=log_records(svc.log_file),
     )
+    run.add_spans(svc.span_files, experiment=exp.name, variant=variant.name, repeat=repeat)
     return result.interrupted
 
 

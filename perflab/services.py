@@ -60,6 +60,14 @@ class ServiceHandle:
         """What the profiler recorded (after `stop()`): one entry per process, with its files."""
         return self.profiler.profiles if self.profiler is not None else []
 
+    spans_file: Path | None = None  # its OpenTelemetry spans, JSON lines (tracing on)
+
+    @property
+    def span_files(self) -> list[Path]:
+        """This service's span file and those of the services started for it."""
+        own = [self.spans_file] if self.spans_file is not None else []
+        return own + [f for u in self.upstreams for f in u.span_files]
+
     @property
     def verify(self) -> ssl.SSLContext | bool:
         """What to pass as httpx's `verify=` to talk to this service."""
@@ -126,10 +134,15 @@ def start_service(
     prefix = service.upper().replace("-", "_")
     log_file = log_dir / f"{label}.jsonl"
     output = log_dir / f"{label}.out"
+    spans_file = log_dir / f"{label}.spans.jsonl"
     env = {
         f"{prefix}_SECRETS_DIR": str(paths.DATA),
+        # Every request traced, unless the caller says otherwise: runs join their spans to the
+        # samples (the `tracing` experiment measures what that costs).
+        f"{prefix}_TRACING": "always",
         **env,
         f"{prefix}_LOG_FILE": str(log_file),
+        f"{prefix}_SPANS_FILE": str(spans_file),
         f"{prefix}_SERVICE_NAME": service,
     }
     metrics_dir: Path | None = None
@@ -165,7 +178,16 @@ def start_service(
             shutil.rmtree(metrics_dir, ignore_errors=True)
         raise
     handle = ServiceHandle(
-        label, url, port, env, log_file, output, proc, metrics_dir=metrics_dir, ca_file=ca_file
+        label,
+        url,
+        port,
+        env,
+        log_file,
+        output,
+        proc,
+        metrics_dir=metrics_dir,
+        ca_file=ca_file,
+        spans_file=spans_file,
     )
     if profile is not None:
         from perflab import profiling
