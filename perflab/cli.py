@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -260,6 +261,48 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 130 if result.interrupted else 0
 
 
+def cmd_capacity(args: argparse.Namespace) -> int:
+    from perflab import capacity
+    from perflab.lab import Lab
+
+    slo = capacity.SLO.parse(args.slo)
+    opts = dict(start=args.start, max_rate=args.max_rate, precision=args.precision)
+    load = dict(duration=args.step_duration, warmup=args.step_warmup, workers=args.workers or 1)
+    if args.step_warmup >= args.step_duration:
+        raise LabError("--step-warmup must be shorter than --step-duration")
+    if (args.experiment is None) == (args.host is None):
+        raise LabError("give an EXPERIMENT, or --host URL with --path (any loopback service)")
+    if args.host is not None:
+        from perflab.loadgen import check_target
+        from perflab.results import Run
+
+        if not args.path:
+            raise LabError("--host needs --path, the endpoint to load (e.g. /healthz)")
+        check_target(args.host, args.allow_remote)
+        run = Run.start("capacity", slo=asdict(slo), host=args.host, path=args.path)
+        measure = capacity.measure_host(
+            args.host, [Endpoint(f"GET {args.path}", args.path)], slo, run.raw_dir,
+            label="target", allow_remote=args.allow_remote, **load,
+        )  # fmt: skip
+        cap = capacity.Capacity("target", slo, None, None, False)
+        try:
+            capacity.find_capacity(measure, slo, say=print, into=cap, **opts)
+        finally:
+            capacity.save([cap], run.path, host=args.host, path=args.path, run=run.path.name)
+        results = [cap]
+    else:
+        exp = experiments.get(args.experiment)
+        if args.variants:
+            exp = exp.with_variants(args.variants.split(","))
+        with Lab(size=args.size) as lab:
+            run, results = capacity.run_capacity(exp, slo, lab=lab, **opts, **load)
+    print(f"\nCapacity within {slo}:")
+    for cap in results:
+        print("  " + cap.describe())
+    print(f"\nSaved to {run.path} (capacity.csv, capacity-steps.csv, capacity.png)")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from perflab import report
 
@@ -391,6 +434,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-remote", action="store_true", help="allow a non-loopback target (only one you own)"
     )
     ld.set_defaults(fn=cmd_load)
+
+    cp = sub.add_parser(
+        "capacity",
+        help="the highest request rate each variant sustains within an SLO (open model)",
+    )
+    cp.add_argument("experiment", nargs="?", help=f"one of: {', '.join(experiments.EXPERIMENTS)}")
+    cp.add_argument("--variants", help="comma-separated subset")
+    cp.add_argument(
+        "--slo",
+        default="p95<100ms,errors<1%",
+        help="e.g. p99<250ms,errors<0.1%% (default %(default)s)",
+    )
+    cp.add_argument("--start", type=float, default=50, help="first rate, req/s (then doubled)")
+    cp.add_argument("--max-rate", type=float, default=20_000, help="never offer more (req/s)")
+    cp.add_argument(
+        "--precision", type=_margin, default=0.1, help="bisect until within this (default 10%%)"
+    )
+    cp.add_argument("--step-duration", type=float, default=8, help="seconds of load per step")
+    cp.add_argument("--step-warmup", type=float, default=2, help="seconds excluded per step")
+    cp.add_argument("--workers", type=int, help="Locust worker processes (distributed)")
+    cp.add_argument("--host", help="any loopback service instead of an experiment")
+    cp.add_argument("--path", help="with --host: the path to request")
+    cp.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
+    cp.add_argument("--size", default="medium", choices=sizes)
+    cp.set_defaults(fn=cmd_capacity)
 
     rp = sub.add_parser("report", help="print a saved run and rewrite its report.html")
     rp.add_argument("run", help="run folder, run id, or 'latest'")
