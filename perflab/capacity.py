@@ -236,6 +236,10 @@ def find_capacity(
         step = measure(rate)
         cap.steps.append(step)
         say(f"  {variant} @ {rate:.0f} req/s: {step.verdict} ({step.reason})")
+        if step.verdict == "generator":  # once more: a busy moment of the machine, or the limit?
+            step = measure(rate)
+            cap.steps.append(step)
+            say(f"  {variant} @ {rate:.0f} req/s, again: {step.verdict} ({step.reason})")
         return step
 
     rate = start

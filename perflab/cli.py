@@ -44,7 +44,7 @@ def _print_run(run: Run) -> None:
 
 def _profile(args: argparse.Namespace, base: LoadProfile) -> LoadProfile:
     prof = LoadProfile(**{**base.__dict__})
-    for name in ("duration", "users", "warmup", "workers"):
+    for name in ("duration", "users", "warmup", "workers", "external_workers", "master_bind"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(prof, name, value)
@@ -303,6 +303,44 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A Locust worker for a master elsewhere: its samples go to the master, not to a file here."""
+    import socket
+
+    from perflab import paths
+    from perflab.loadgen import LAB_LOCUSTFILE, LocustSpec, locust_command, split_host_port
+    from perflab.procs import spawn
+
+    host, port = split_host_port(args.master)
+    deadline = time.monotonic() + args.wait
+    while True:  # the master may start a moment after its workers
+        try:
+            with socket.create_connection((host, port), timeout=3):
+                break
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise LabError(
+                    f"cannot reach the Locust master at {host}:{port} "
+                    f"({exc.strerror or exc}) after {args.wait:g} s: is `perflab run/load "
+                    "--expect-workers N --master-bind HOST:PORT` running there, and the port open?"
+                ) from None
+            time.sleep(1)
+    locustfile = Path(args.locustfile).resolve() if args.locustfile else LAB_LOCUSTFILE
+    if not locustfile.is_file():
+        raise LabError(f"locustfile {args.locustfile} not found")
+    spec = LocustSpec(locustfile, host="", users=0, spawn_rate=0, master_port=port)
+    spec.master_host = host
+    print(f"Locust worker for the master at {host}:{port} (Ctrl-C to stop)", flush=True)
+    proc = spawn("locust-worker", locust_command(spec, worker=True), cwd=paths.ROOT,
+                 output=Path(args.log) if args.log else None)  # fmt: skip
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        code = proc.popen.wait()
+    except KeyboardInterrupt:
+        code = proc.stop(timeout=10, sig=signal.SIGINT) or 130
+    return int(code or 0)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from perflab import report
 
@@ -360,6 +398,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1
 
 
+def _master_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--expect-workers",
+        dest="external_workers",
+        type=int,
+        metavar="N",
+        help="wait for N Locust workers started elsewhere with `perflab worker --master ...`",
+    )
+    p.add_argument(
+        "--master-bind",
+        metavar="HOST[:PORT]",
+        help="where the Locust master listens for those workers (e.g. 0.0.0.0:5557)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="perflab",
@@ -382,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--poisson", action="store_true", help="Poisson arrivals (open model)")
     r.add_argument("--repeat", type=int, default=1, help="repetitions, variants interleaved")
     r.add_argument("--workers", type=int, help="Locust worker processes (distributed)")
+    _master_options(r)
     r.add_argument("--quick", action="store_true", help="short load (for a first look)")
     r.add_argument("--size", default="medium", choices=sizes)
     r.set_defaults(fn=cmd_run)
@@ -429,7 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("--poisson", action="store_true")
     ld.add_argument("--duration", type=float, default=10)
     ld.add_argument("--warmup", type=float, default=1)
-    ld.add_argument("--workers", type=int)
+    ld.add_argument("--workers", type=int, help="Locust worker processes on this machine")
+    _master_options(ld)
     ld.add_argument(
         "--allow-remote", action="store_true", help="allow a non-loopback target (only one you own)"
     )
@@ -459,6 +514,15 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
     cp.add_argument("--size", default="medium", choices=sizes)
     cp.set_defaults(fn=cmd_capacity)
+
+    w = sub.add_parser(
+        "worker", help="a Locust worker for a master on another machine (its samples go there)"
+    )
+    w.add_argument("--master", required=True, metavar="HOST[:PORT]", help="default port 5557")
+    w.add_argument("--wait", type=float, default=30, help="seconds to keep trying to connect")
+    w.add_argument("--locustfile", help="the master's locustfile, if not the lab's")
+    w.add_argument("--log", help="write Locust's output to this file")
+    w.set_defaults(fn=cmd_worker)
 
     rp = sub.add_parser("report", help="print a saved run and rewrite its report.html")
     rp.add_argument("run", help="run folder, run id, or 'latest'")
