@@ -307,7 +307,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """A Locust worker for a master elsewhere: its samples go to the master, not to a file here."""
     import socket
 
-    from perflab import paths
     from perflab.loadgen import LAB_LOCUSTFILE, LocustSpec, locust_command, split_host_port
     from perflab.procs import spawn
 
@@ -331,7 +330,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     spec = LocustSpec(locustfile, host="", users=0, spawn_rate=0, master_port=port)
     spec.master_host = host
     print(f"Locust worker for the master at {host}:{port} (Ctrl-C to stop)", flush=True)
-    proc = spawn("locust-worker", locust_command(spec, worker=True), cwd=paths.ROOT,
+    proc = spawn("locust-worker", locust_command(spec, worker=True), cwd=Path.cwd(),
                  output=Path(args.log) if args.log else None)  # fmt: skip
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
