@@ -10,7 +10,7 @@ import importlib
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -176,25 +176,46 @@ def _times(ratio: float) -> str:
     return f"{1 / max(ratio, 1e-12):.2f}x slower"
 
 
+def comparison(
+    run: Run, experiment: str, statistics: Sequence[str] = ("p50", "p95")
+) -> pd.DataFrame:
+    """Each variant of `experiment` against its baseline on `statistics`, with 95% CIs.
+
+    The run's saved comparison when it holds them (p50, p95), else computed from its samples
+    the same way (`stats.compare_variants`), so `"rps"` and `"p99"` get intervals too.
+    """
+    c = run.comparison
+    saved = c[(c["experiment"] == experiment) & c["statistic"].isin(list(statistics))]
+    if set(saved["statistic"]) == set(statistics):
+        return saved.reset_index(drop=True)
+    entry = run.manifest.get("experiments", {}).get(experiment)
+    if entry is None:
+        raise LabError(f"the run has no experiment {experiment!r} (it has {_variants(c)})")
+    m = stats.measured(run.samples)
+    m = m[m["experiment"] == experiment]
+    out = stats.compare_variants(m, entry["baseline"], list(entry["variants"]), statistics)
+    return out.assign(experiment=experiment)[["experiment", *stats.COMPARE_COLUMNS]]
+
+
 def effect(run: Run, experiment: str, variant: str, statistic: str = "p50") -> str:
     """One sentence: how `variant` compares with the experiment's baseline, with its 95% CI.
 
     "optimized vs naive on p50: 6.20x faster (95% CI 5.10x faster to 7.00x faster): the whole
-    interval is above 1, so the difference is real on this machine."
+    interval is on one side of 1, so the difference is real on this machine."
     """
-    c = run.comparison
-    rows = c[(c["experiment"] == experiment) & (c["variant"] == variant)]
-    rows = rows[rows["statistic"] == statistic]
+    c = comparison(run, experiment, [statistic])
+    rows = c[c["variant"] == variant]
     if rows.empty:
         raise LabError(
-            f"the run compared no {experiment}/{variant} on {statistic} (compared: {_variants(c)})"
+            f"the run compared no {experiment}/{variant} on {statistic} "
+            f"(compared: {_variants(run.comparison)})"
         )
     row = rows.iloc[0]
     ratio, lo, hi = float(row["ratio"]), float(row["ci_low"]), float(row["ci_high"])
     head = f"{variant} vs {row['baseline']} on {statistic}"
     if ratio != ratio:  # NaN: too few samples to compare
         return f"{head}: not enough requests were measured to compare."
-    interval = f"95% CI {_times(lo)} to {_times(hi)}"
+    interval = f"95% CI {_ratio_interval(lo, hi)}"
     if lo > 1 or hi < 1:
         why = "the whole interval is on one side of 1, so the difference is real on this machine"
     else:
@@ -202,15 +223,29 @@ def effect(run: Run, experiment: str, variant: str, statistic: str = "p50") -> s
     return f"{head}: {_times(ratio)} ({interval}): {why}."
 
 
-def effects(run: Run, statistics: Iterable[str] = ("p50", "p95")) -> pd.DataFrame:
-    """Every comparison of a run as a tidy table: what changed, by how much, with its CI."""
-    c = run.comparison
-    c = c[c["statistic"].isin(list(statistics))]
+def effects(
+    run: Run, experiment: str | None = None, statistics: Sequence[str] = ("p50", "p95")
+) -> pd.DataFrame:
+    """Comparisons of a run as a tidy table: what changed, by how much, with its CI."""
+    names = [experiment] if experiment else list(run.manifest.get("experiments", {}))
+    frames = [comparison(run, name, statistics) for name in names]
+    c = pd.concat(frames, ignore_index=True) if frames else run.comparison.iloc[0:0]
     out = c.assign(
         change=[_times(r) if r == r else "n/a" for r in c["ratio"]],
-        ci=[_interval(lo, hi, _times) for lo, hi in zip(c["ci_low"], c["ci_high"], strict=True)],
+        ci=[_ratio_interval(lo, hi) for lo, hi in zip(c["ci_low"], c["ci_high"], strict=True)],
     )
     return out[["experiment", "baseline", "variant", "statistic", "change", "ci", "verdict"]]
+
+
+def _ratio_interval(lo: float, hi: float) -> str:
+    """A ratio's interval in words, smaller effect first: "4.46x to 5.44x slower"."""
+    if lo != lo or hi != hi:
+        return "n/a"
+    if lo >= 1:
+        return f"{lo:.2f}x to {hi:.2f}x faster"
+    if hi < 1:
+        return f"{1 / hi:.2f}x to {1 / max(lo, 1e-12):.2f}x slower"
+    return f"{1 / max(lo, 1e-12):.2f}x slower to {hi:.2f}x faster"
 
 
 def _interval(lo: float, hi: float, fmt: Callable[[float], str]) -> str:

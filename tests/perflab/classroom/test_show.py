@@ -119,11 +119,18 @@ def test_narration_reads_the_run():
     assert table["variant"].tolist() == ["none", "memory"] and "p99_95%_CI" in table
     table = lessons.effects(run)
     assert table["statistic"].tolist() == ["p50", "p95"]
-    assert table["change"].str.endswith("x faster").all() and " .. " in table["ci"].iloc[0]
+    assert table["change"].str.endswith("x faster").all() and " to " in table["ci"].iloc[0]
 
 
 def test_narration_says_slower_and_no_difference():
     run = write_run("narrate-slow", none=1.0, memory=3.0, redis=1.0)
-    assert "x slower" in lessons.effect(run, "caching", "memory", "p50")
+    slower = lessons.effect(run, "caching", "memory", "p50")
+    row = run.comparison.query("variant == 'memory' and statistic == 'p50'").iloc[0]
+    assert slower.startswith(f"memory vs none on p50: {1 / row['ratio']:.2f}x slower (95% CI ")
+    assert f"{1 / row['ci_high']:.2f}x to {1 / row['ci_low']:.2f}x slower" in slower
+    # Statistics the saved comparison lacks are computed from the samples, with their CIs.
+    table = lessons.effects(run, "caching", ["rps", "p99"])
+    assert sorted(set(table["statistic"])) == ["p99", "rps"] and len(table) == 4
+    assert "x slower" in lessons.effect(run, "caching", "memory", "p99")
     # Two samples of one distribution (fixed seeds): the interval straddles 1.
     assert "the interval includes 1" in lessons.effect(run, "caching", "redis", "p50")
