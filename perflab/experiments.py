@@ -135,6 +135,26 @@ EXPERIMENTS: dict[str, Experiment] = {
         profile=LoadProfile(model="closed", users=8, duration=30, warmup=5),
         quick_profile=LoadProfile(model="closed", users=4, duration=8, warmup=2),
     ),
+    "gateway": Experiment(
+        name="gateway",
+        title="Monolith vs microservices: the same product page direct and through the gateway",
+        question="What does one network hop through the gateway cost on the product page?",
+        # `direct` is the page served in-process by the service that owns the data (what a
+        # monolith does); `via-gateway` is the same catalog, same settings, behind the gateway
+        # that a microservice front door adds: one more HTTP request, parse and serialization.
+        # A memory cache makes the catalog's own work small, so the hop is what is measured.
+        variants=[
+            Variant("direct", {"queries": "optimized", "cache": "memory", **UNLIMITED}),
+            Variant(
+                "via-gateway",
+                {"queries": "optimized", "cache": "memory", **UNLIMITED},
+                service="gateway",
+            ),
+        ],
+        mix=[Endpoint("GET /products/{id}", "/products/{product}")],
+        profile=LoadProfile(model="closed", users=8, duration=30, warmup=5),
+        quick_profile=LoadProfile(model="closed", users=4, duration=8, warmup=2),
+    ),
 }
 
 DEMO = ["queries", "caching"]
