@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from perflab import analysis, plots, traces
+from perflab import analysis, plots, profiling, traces
 from perflab.errors import LabError
 from perflab.results import Run
 
@@ -64,6 +64,34 @@ def _time_split(run: Run, experiment: str, spans: pd.DataFrame) -> str:
     return out
 
 
+def _profiles(run: Run, experiment: str) -> str:
+    """Where the time goes (`perflab run --profile`): per variant, the tables and flame graph."""
+    parts = []
+    for e in profiling.run_profiles(run.path, run.manifest):
+        if e.get("experiment") != experiment:
+            continue
+        parts.append(
+            f"<h3>Where the time goes: {html.escape(str(e['variant']))} "
+            f"(repeat {int(e['repeat']) + 1})</h3><p>{html.escape(str(e['note']))}</p>"
+        )
+        speedscope = e["speedscope"]
+        if speedscope is None or not speedscope.exists():
+            continue
+        grouped = profiling.groups(speedscope).sort_values("self_pct", ascending=False)
+        parts.append("<p>Self time by group, % of the profiled wall time:</p>" + _table(grouped))
+        parts.append(
+            "<p>Top functions by self time (total: with what they call):</p>"
+            + _table(profiling.table(speedscope))
+        )
+        if e["svg"] is not None and e["svg"].exists():
+            parts.append(f"<div style='overflow-x:auto'>{e['svg'].read_text()}</div>")
+        parts.append(
+            f"<p>Open <code>{html.escape(str(speedscope.relative_to(run.path)))}</code> at "
+            "https://www.speedscope.app to explore it.</p>"
+        )
+    return "\n".join(parts)
+
+
 def write(run: Run, path: Path) -> Path:
     m = run.manifest
     parts = [f"<h1>perflab run {html.escape(m.get('run_id', ''))}</h1>"]
@@ -96,6 +124,7 @@ def write(run: Run, path: Path) -> Path:
                 png = (path.parent / rel).read_bytes()
                 data = base64.b64encode(png).decode()
                 parts.append(f'<img alt="{html.escape(rel)}" src="data:image/png;base64,{data}">')
+        parts.append(_profiles(run, name))
     page = (
         f"<!doctype html><html><head><meta charset=utf-8><title>perflab "
         f"{html.escape(m.get('run_id', ''))}</title><style>{_STYLE}</style></head><body>"

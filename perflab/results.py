@@ -92,9 +92,17 @@ DISK_ERRNOS = {
 
 
 def git_commit() -> str | None:
+    """The checkout's commit; None for an installed wheel (whose site-packages may sit inside
+    some other repository, whose commit says nothing about this code)."""
+    if paths.CHECKOUT is None:
+        return None
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=paths.ROOT, capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "HEAD"],
+            cwd=paths.CHECKOUT,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from perflab import prometheus, report
+from perflab import profiling, prometheus, report
 from perflab.errors import LabError
 from perflab.experiments import Experiment, Variant
 from perflab.lab import Lab
@@ -50,10 +50,14 @@ def run_variant(
     dataset: dict | None = None,
     progress: bool = True,
     prometheus: Prometheus | None = None,
+    profiler: bool = False,
 ) -> bool:
     """One repetition of one variant: a fresh service under load, its /metrics scraped and its
     log collected, all recorded in `run`. Returns whether the load was interrupted.
     With `prometheus`, it scrapes the variant's services too (labelled experiment, variant).
+
+    `profiler=True` samples the service's processes with the lab's profiler while it runs:
+    files in the run's `profiles/`, listed in its manifest (`profiling.run_profiles`).
 
     Raises `VariantSkipped` when the service does not start, `LabError` when the load fails.
     """
@@ -61,7 +65,11 @@ def run_variant(
     label = f"{exp.name}-{variant.name}-r{repeat}"
     try:
         svc = lab.service(
-            exp.service_for(variant), label=label, log_dir=run.log_dir, **variant.settings
+            exp.service_for(variant),
+            label=label,
+            log_dir=run.log_dir,
+            profile=run.path / profiling.FOLDER if profiler else False,
+            **variant.settings,
         )
     except LabError as exc:
         raise VariantSkipped(str(exc).splitlines()[0]) from None
@@ -94,6 +102,9 @@ def run_variant(
         if prometheus is not None:
             for one in watched:
                 prometheus.remove(one.url)
+        for p in svc.profiles:
+            tags = {"experiment": exp.name, "variant": variant.name, "repeat": repeat}
+            run.manifest.setdefault("profiles", []).append(profiling.entry(p, run.path, **tags))
     run.add_variant(
         exp.name,
         variant.name,
@@ -169,8 +180,12 @@ def run_experiments(
     name: str | None = None,
     progress: bool = True,
     echo: bool = True,
+    profiler: bool = False,
 ) -> Run:
-    """Run each experiment's variants under load and save everything to one run folder."""
+    """Run each experiment's variants under load and save everything to one run folder.
+
+    `profiler=True`: each variant's service runs under the lab's sampling profiler (off by
+    default: it costs a little throughput, `make bench` says how much)."""
     if repeat < 1:
         raise LabError("repeat must be at least 1")
     say: Callable[[str], None] = (lambda msg: print(msg, flush=True)) if echo else (lambda _: None)
@@ -208,6 +223,7 @@ def run_experiments(
                         dataset=dataset,
                         progress=progress,
                         prometheus=prom,
+                        profiler=profiler,
                     )
                 except VariantSkipped as exc:
                     errors[key] = str(exc)
