@@ -19,7 +19,9 @@ from typing import Any, BinaryIO, cast
 
 import orjson
 import structlog
-from structlog.typing import FilteringBoundLogger
+from structlog.typing import EventDict, FilteringBoundLogger
+
+from perflab_services.common import context
 
 # What services pass around: `logger.info("event", key=value, ...)`; every level method exists.
 Logger = FilteringBoundLogger
@@ -39,6 +41,19 @@ class _Off:
         return _drop
 
 
+def _add_request_id(_logger: Any, _method: str, event: EventDict) -> EventDict:
+    """Every line written while a request is served names it, not only the request line: a
+    rate-limiter refusal, a breaker opening, a cache error (and its trace, when traced)."""
+    if "request_id" not in event:
+        ctx = context.get()
+        if ctx is not None:
+            event["request_id"] = ctx.request_id
+            if "trace_id" in ctx.extra:
+                event["trace_id"] = ctx.extra["trace_id"]
+                event["span_id"] = ctx.extra["span_id"]
+    return event
+
+
 def make_logger(service: str, log_file: str | None, enabled: bool = True) -> Logger:
     """Return a bound structlog logger writing JSON lines, or a no-op one when disabled."""
     if not enabled:
@@ -54,6 +69,7 @@ def make_logger(service: str, log_file: str | None, enabled: bool = True) -> Log
         structlog.BytesLogger(stream),
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
         processors=[
+            _add_request_id,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
             structlog.processors.JSONRenderer(serializer=orjson.dumps),

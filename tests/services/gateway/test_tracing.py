@@ -87,3 +87,19 @@ def test_a_malformed_traceparent_is_ignored(gateway: ServiceHandle) -> None:
     )
     assert resp.status_code == 200
     assert len(resp.headers["x-request-id"]) == 32
+
+
+def test_every_log_line_of_a_request_names_it(start_gateway, log_lines) -> None:
+    """Not only the request line: the breaker's `circuit_open` line, written while a request
+    was served, carries that request's id and trace."""
+    from perflab.procs import free_port
+
+    dead = start_gateway("g-dead", f"http://127.0.0.1:{free_port()}", retries=0, breaker_failures=1)
+    rid = new_request_id()
+    headers = {"X-Request-ID": rid, "traceparent": str(traceparent_for(rid))}
+    assert httpx.get(f"{dead.url}/products/1", headers=headers, timeout=10).status_code == 503
+    lines = log_lines(dead.log_file, rid, count=2)
+    events = {line["event"]: line for line in lines}
+    assert {"circuit_open", "request"} <= set(events), lines
+    assert events["circuit_open"]["trace_id"] == rid
+    assert events["circuit_open"]["span_id"] == events["request"]["span_id"]
