@@ -23,9 +23,9 @@ What it costs is measured (the `tracing` experiment; `make bench`), so it is bui
   `ratio` (a fraction of traces, decided on the trace id, so the gateway and the catalog keep
   the same traces) and `always`.
 
-The standard `OTEL_EXPORTER_OTLP_*` variables also send the spans to any OTLP/HTTP collector
-(Jaeger, Tempo, the OpenTelemetry collector) when `opentelemetry-exporter-otlp-proto-http` is
-installed.
+The standard `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) also
+sends the spans to any OTLP/HTTP collector (Jaeger, Tempo, the OpenTelemetry collector), with
+the SDK's own OTLP exporter and batch processor (the other `OTEL_*` variables apply).
 """
 
 from __future__ import annotations
@@ -209,12 +209,9 @@ def _otlp_processor() -> BatchSpanProcessor | None:
         or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     ):
         return None
-    try:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found]
-            OTLPSpanExporter,
-        )
-    except ImportError:
-        return None
+    # Imported only when asked for: it brings protobuf, which a service without it never loads.
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
     return BatchSpanProcessor(OTLPSpanExporter())
 
 
