@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from perflab_services.catalog.api.security import principal_from_scope
 from perflab_services.catalog.core.faults import FaultMiddleware, Faults
 from perflab_services.catalog.core.limits import BodySizeLimitMiddleware
 from perflab_services.catalog.core.ratelimit import RateLimiter, RateLimitMiddleware
 from perflab_services.catalog.core.security import Authenticator, InvalidToken
+from perflab_services.common.errors import install_error_handlers
 
 
 def client_identifier(auth: Authenticator):
@@ -37,18 +35,9 @@ def client_identifier(auth: Authenticator):
     return identify
 
 
-async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """FastAPI's 422, except that a body that is not UTF-8 is echoed with replacement characters
-    instead of failing to encode (which made the default handler answer a 500)."""
-    safe = jsonable_encoder(
-        exc.errors(), custom_encoder={bytes: lambda b: b.decode("utf-8", "replace")}
-    )
-    return JSONResponse({"detail": safe}, status_code=422)
-
-
 def install(app: FastAPI, settings: Any, *, logger: Any, metrics: Any, faults: Faults) -> None:
     """Add auth state and the protective middlewares (call before the observability one)."""
-    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
+    install_error_handlers(app)
     auth = Authenticator.from_settings(settings)
     app.state.auth = auth
     app.state.faults = faults

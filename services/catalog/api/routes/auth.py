@@ -29,6 +29,8 @@ async def _credentials(request: Request) -> tuple[str, str]:
             data = json.loads(raw or b"null")
         except (ValueError, UnicodeDecodeError):
             raise _fail("body is not valid JSON") from None
+        except RecursionError:  # [[[[...]]]] a thousand deep: refused, not a crash
+            raise _fail("body is nested too deeply") from None
         if not isinstance(data, dict):
             raise _fail("send a JSON object with username and password")
     elif kind == "application/x-www-form-urlencoded":
