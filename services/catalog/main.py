@@ -23,6 +23,7 @@ from perflab_services.catalog.core.faults import Faults
 from perflab_services.catalog.models import Base
 from perflab_services.catalog.repository import repository_for
 from perflab_services.catalog.service import Catalog
+from perflab_services.common.clients import trust_proxies
 from perflab_services.common.logging import make_logger
 from perflab_services.common.metrics import ServiceMetrics
 from perflab_services.common.middleware import add_observability
@@ -87,4 +88,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     protection.install(app, settings, logger=logger, metrics=metrics, faults=faults)
     add_observability(app, settings, logger=logger, metrics=metrics)
+    trust_proxies(app, settings.trusted_proxies)  # outermost: every layer sees the real client
     return app

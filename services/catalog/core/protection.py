@@ -13,10 +13,11 @@ from fastapi import FastAPI
 
 from perflab_services.catalog.api.security import principal_from_scope
 from perflab_services.catalog.core.faults import FaultMiddleware, Faults
-from perflab_services.catalog.core.limits import BodySizeLimitMiddleware
-from perflab_services.catalog.core.ratelimit import RateLimiter, RateLimitMiddleware
+from perflab_services.catalog.core.ratelimit import LoginThrottle, RateLimiter, RateLimitMiddleware
 from perflab_services.catalog.core.security import Authenticator, InvalidToken
+from perflab_services.common.clients import client_host
 from perflab_services.common.errors import install_error_handlers
+from perflab_services.common.limits import BodySizeLimitMiddleware
 
 
 def client_identifier(auth: Authenticator):
@@ -29,8 +30,7 @@ def client_identifier(auth: Authenticator):
             who = None
         if who is not None and not who.anonymous:
             return f"user:{who.subject}"
-        client = scope.get("client") or ("unknown", 0)
-        return f"ip:{client[0]}"
+        return f"ip:{client_host(scope)}"
 
     return identify
 
@@ -41,6 +41,7 @@ def install(app: FastAPI, settings: Any, *, logger: Any, metrics: Any, faults: F
     auth = Authenticator.from_settings(settings)
     app.state.auth = auth
     app.state.faults = faults
+    app.state.login_throttle = None
     app.add_middleware(FaultMiddleware, faults=faults)
     if settings.rate_limit_enabled:
         counter = None
@@ -59,6 +60,14 @@ def install(app: FastAPI, settings: Any, *, logger: Any, metrics: Any, faults: F
             logger=logger,
         )
         app.state.rate_limiter = limiter
+        app.state.login_throttle = LoginThrottle(
+            RateLimiter(
+                settings.login_rate_per_second,
+                settings.login_burst,
+                redis_url=settings.redis_url,
+                logger=logger,
+            )
+        )
         app.add_middleware(
             RateLimitMiddleware,
             limiter=limiter,
