@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -48,7 +49,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         logger=logger,
         on_error=count_cache_error,
     )
-    faults = Faults.create(metrics.registry if metrics is not None else None, logger)
+    faults = Faults.create(
+        metrics.registry if metrics is not None else None,
+        logger,
+        data_dir=Path(settings.secrets_dir),
+    )
     faults.instrument_engine(db.engine)
     cache = faults.wrap_cache(cache, on_error=count_cache_error)
 
