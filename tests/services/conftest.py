@@ -44,3 +44,15 @@ def start_gateway(tmp_root: Path) -> Iterator[Callable[..., ServiceHandle]]:
     yield start
     for h in started:
         h.stop()
+
+
+@pytest.fixture(scope="session")
+def edge_catalog(start_catalog) -> ServiceHandle:
+    """A catalog that the edge tests (bad input, schema fuzz) attack directly and through
+    `edge_gateway`."""
+    return start_catalog("t-edge", queries="optimized", cache="memory")
+
+
+@pytest.fixture(scope="session")
+def edge_gateway(start_gateway, edge_catalog) -> ServiceHandle:
+    return start_gateway("t-edge-gw", edge_catalog.url)

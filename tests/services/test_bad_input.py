@@ -72,27 +72,19 @@ ATTACKS = {
 }
 
 
-@pytest.fixture(scope="module")
-def catalog(start_catalog):
-    return start_catalog("t-bad-input", queries="optimized", cache="none")
-
-
-@pytest.fixture(scope="module")
-def gateway(start_gateway, catalog):
-    return start_gateway("t-bad-input-gw", catalog.url)
-
-
 def _cases():
     for name, (method, path, body, user, via_gateway) in ATTACKS.items():
-        yield pytest.param("catalog", method, path, body, user, id=f"catalog-{name}")
+        yield pytest.param("edge_catalog", method, path, body, user, id=f"catalog-{name}")
         if via_gateway:
-            yield pytest.param("gateway", method, path, body, user, id=f"gateway-{name}")
+            yield pytest.param("edge_gateway", method, path, body, user, id=f"gateway-{name}")
 
 
 @pytest.mark.parametrize(("target", "method", "path", "body", "user"), list(_cases()))
-def test_bad_input_is_a_4xx_json_message(request, catalog, login, target, method, path, body, user):
+def test_bad_input_is_a_4xx_json_message(
+    request, edge_catalog, login, target, method, path, body, user
+):
     svc = request.getfixturevalue(target)
-    headers = {"content-type": "application/json", **(login(catalog, user) if user else {})}
+    headers = {"content-type": "application/json", **(login(edge_catalog, user) if user else {})}
     r = httpx.request(method, svc.url + path, content=body, headers=headers, timeout=30)
     try:
         assert 400 <= r.status_code < 500, (r.status_code, r.text[:300])
@@ -102,4 +94,4 @@ def test_bad_input_is_a_4xx_json_message(request, catalog, login, target, method
         assert "Traceback" not in r.text
     finally:
         if path == "/admin/faults":
-            httpx.delete(catalog.url + path, headers=login(catalog, "admin"))
+            httpx.delete(edge_catalog.url + path, headers=login(edge_catalog, "admin"))

@@ -171,18 +171,8 @@ def requests(draw, spec: dict, ops: list[tuple[str, str, dict]]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def catalog(start_catalog):
-    return start_catalog("t-schema-fuzz", queries="optimized", cache="memory")
-
-
-@pytest.fixture(scope="module")
-def gateway(start_gateway, catalog):
-    return start_gateway("t-schema-fuzz-gw", catalog.url)
-
-
-@pytest.fixture(scope="module")
-def catalog_spec(catalog) -> dict:
-    return httpx.get(f"{catalog.url}/openapi.json").json()
+def catalog_spec(edge_catalog) -> dict:
+    return httpx.get(f"{edge_catalog.url}/openapi.json").json()
 
 
 def check(r: httpx.Response) -> None:
@@ -193,15 +183,15 @@ def check(r: httpx.Response) -> None:
     assert "Traceback" not in r.text
 
 
-@pytest.mark.parametrize("service", ["catalog", "gateway"])
+@pytest.mark.parametrize("service", ["edge_catalog", "edge_gateway"])
 def test_no_server_error_for_anything_the_schema_describes(
-    request, catalog, catalog_spec, login, service
+    request, edge_catalog, catalog_spec, login, service
 ):
     svc = request.getfixturevalue(service)
     spec = httpx.get(f"{svc.url}/openapi.json").json()
     ops = operations(spec, catalog_spec)
     assert ops, "the schema lists no operation"
-    tokens = {None: {}, **{u: login(catalog, u) for u in ("viewer", "editor", "admin")}}
+    tokens = {None: {}, **{u: login(edge_catalog, u) for u in ("viewer", "editor", "admin")}}
 
     with httpx.Client(base_url=svc.url, timeout=60) as client:
 
