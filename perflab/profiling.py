@@ -418,6 +418,7 @@ _OURS = (
     ("core/protection", "middleware"),
     ("core/ratelimit", "middleware"),
     ("core/limits", "middleware"),
+    ("common/limits", "middleware"),
     ("core/faults", "middleware"),
     ("core/asgi", "middleware"),
     ("common/asgi", "middleware"),

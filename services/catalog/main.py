@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -24,6 +25,7 @@ from perflab_services.catalog.core.faults import Faults
 from perflab_services.catalog.models import Base
 from perflab_services.catalog.repository import repository_for
 from perflab_services.catalog.service import Catalog
+from perflab_services.common.clients import trust_proxies
 from perflab_services.common.logging import make_logger
 from perflab_services.common.metrics import ServiceMetrics
 from perflab_services.common.middleware import add_observability
@@ -61,7 +63,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.repository_plugin
         else repository_for(settings.queries)
     )
-    faults = Faults.create(metrics.registry if metrics is not None else None, logger)
+    faults = Faults.create(
+        metrics.registry if metrics is not None else None,
+        logger,
+        data_dir=Path(settings.secrets_dir),
+    )
     faults.instrument_engine(db.engine)
     cache = TracedCache(faults.wrap_cache(cache, on_error=count_cache_error))
 
@@ -103,4 +109,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.middleware_plugin:  # inside the observability layer: it sees the request id
         app.add_middleware(plugins.load(settings.middleware_plugin))
     add_observability(app, settings, logger=logger, metrics=metrics)
+    trust_proxies(app, settings.trusted_proxies)  # outermost: every layer sees the real client
     return app
