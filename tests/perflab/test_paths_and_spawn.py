@@ -30,6 +30,7 @@ def test_a_checkout_reads_its_folders_and_writes_under_data(tmp_path: Path) -> N
     assert paths.CHECKOUT == ROOT
     assert paths.LOADTESTS == ROOT / "loadtests" and (paths.LOADTESTS / "lab.py").is_file()
     assert paths.NOTEBOOKS == ROOT / "notebooks"
+    assert paths.installed("loadtests/lab.py") == ROOT / "loadtests" / "lab.py"
     code = "import perflab.paths as p; print(p.DATA); print(p.RESULTS)"
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, env=_without_lab_variables(),
