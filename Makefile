@@ -113,4 +113,4 @@ lab: install
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
 clean:
-	rm -rf $(VENV) data/*.sqlite3* data/logs data/results/2* test-artifacts
+	rm -rf $(VENV) data/*.sqlite3* data/logs data/results/2* test-artifacts dist
