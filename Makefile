@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: help install demo test test-fast lint format lab bench clean test-external check-exercises \
-	dist perf-gate
+	dist perf-run perf-gate git-filters
 
 help:
 	@echo "make demo    - set up, run the main comparison, print and save it (data/results/)"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench   - measure the lab itself (~10 min; BENCH_ARGS=--quick for ~1 min)"
 	@echo "make check-exercises - run every exercise solution notebook with its checks"
 	@echo "make format  - format the code with ruff"
+	@echo "make git-filters - strip notebook outputs on git add (nbstripout; once per clone)"
 	@echo "make clean   - remove .venv, generated data and results"
 
 $(STAMP): pyproject.toml
@@ -71,6 +72,11 @@ test-fast: install
 test-external: install
 	$(BIN)/python -m pytest tests/services -m "not notebook"
 
+# For contributors, once per clone: git strips notebook outputs on `git add` (.gitattributes).
+# It writes the filter into .git/config, pointing at this checkout's .venv.
+git-filters: install
+	$(BIN)/nbstripout --install --attributes .gitattributes
+
 # The sdist and the wheel (locustfiles, services and notebooks inside), as CI builds them.
 dist: install
 	$(BIN)/python -m build --outdir dist .
@@ -107,4 +113,4 @@ lab: install
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
 clean:
-	rm -rf $(VENV) data/*.sqlite3* data/logs data/results/2* test-artifacts
+	rm -rf $(VENV) data/*.sqlite3* data/logs data/results/2* test-artifacts dist
