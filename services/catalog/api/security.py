@@ -7,7 +7,7 @@ role is too low.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable, Coroutine, MutableMapping
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, Response
@@ -84,7 +84,7 @@ class ReaderRoute(APIRoute):
     in the same order as before.
     """
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         if self.body_field is not None:
             return handler
