@@ -58,9 +58,11 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# The web UI test drives Chromium: install it when we can (root + apt), else it is skipped.
+# The web UI test drives Chromium and the Prometheus tests run prometheus: install them when we
+# can (root + apt), else those tests are skipped with the reason.
 test: lint
 	@.ci/install-browser
+	@.ci/install-prometheus
 	$(BIN)/python -m pytest
 
 # The inner loop: every test not marked slow (a test that starts a service or drives Locust is
