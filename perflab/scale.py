@@ -121,9 +121,15 @@ class _CpuMeter:
     def cores(self, window: float) -> tuple[float, float, float]:
         """(service, generator, busiest generator process), in cores over the last `window` s
         of snapshots."""
-        # the last snapshot with the generator still running (Locust exits at the end)
+
+        # the last snapshot with every Locust process still running (they exit at the end, the
+        # workers before their master)
+        def count(snap: dict[int, tuple[str, float]]) -> int:
+            return sum(r == "generator" for r, _c in snap.values())
+
+        most = max((count(snap) for _t, snap in self.history), default=0)
         history = self.history
-        while history and not any(r == "generator" for r, _c in history[-1][1].values()):
+        while history and count(history[-1][1]) < most:
             history = history[:-1]
         if len(history) < 2:
             return 0.0, 0.0, 0.0
