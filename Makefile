@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: help install demo test test-fast lint format lab bench clean test-external check-exercises \
-	dist perf-run perf-gate git-filters
+	dist perf-run perf-gate git-filters scale
 
 help:
 	@echo "make demo    - set up, run the main comparison, print and save it (data/results/)"
@@ -23,6 +23,7 @@ help:
 	@echo "make lint    - ruff (lint, format) and mypy"
 	@echo "make lab     - open JupyterLab on notebooks/"
 	@echo "make bench   - measure the lab itself (~10 min; BENCH_ARGS=--quick for ~1 min)"
+	@echo "make scale   - the scale curve (uvicorn x Locust workers), plot to docs/img/scale.png"
 	@echo "make check-exercises - run every exercise solution notebook with its checks"
 	@echo "make format  - format the code with ruff"
 	@echo "make git-filters - strip notebook outputs on git add (nbstripout; once per clone)"
@@ -104,6 +105,11 @@ perf-gate:
 # The lab measures itself: writes bench/results/<date>.md and .csv (see bench/__init__.py).
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The scale curve of this machine (~3 min): throughput and p95 as uvicorn and Locust workers
+# grow, each point's bottleneck named from CPU use; the plot goes to the README's docs/img/.
+scale: install
+	$(BIN)/perflab scale --plot docs/img/scale.png $(SCALE_ARGS)
 
 # Every solution notebook under notebooks/solutions/, run with a fresh kernel; its check cell
 # asserts on what it measured.
