@@ -18,7 +18,7 @@ help:
 	@echo "make lint    - ruff (lint, format) and mypy"
 	@echo "make lab     - open JupyterLab on notebooks/"
 	@echo "make bench   - measure the lab itself (~10 min; BENCH_ARGS=--quick for ~1 min)"
-	@echo "make check-exercises - run every exercise solution notebook with its checks"
+	@echo "make check-exercises - release and grade every exercise: untouched fail, solutions pass"
 	@echo "make format  - format the code with ruff"
 	@echo "make clean   - remove .venv, generated data and results"
 
@@ -73,7 +73,7 @@ bench: install
 # Every solution notebook under notebooks/solutions/, run with a fresh kernel; its check cell
 # asserts on what it measured.
 check-exercises: install
-	$(BIN)/python -m pytest tests/notebooks/test_notebooks.py -k "solutions" -p no:cacheprovider
+	$(BIN)/python -m pytest tests/perflab/classroom/test_grading.py -p no:cacheprovider
 
 # JupyterLab refuses to run as root without --allow-root (containers, CI machines).
 lab: install
