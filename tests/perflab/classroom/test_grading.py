@@ -68,6 +68,7 @@ def test_grade_refuses_a_folder_without_students(tmp_path, capsys):
 
 @pytest.mark.slow  # runs every exercise twice with fresh kernels: services, Locust, servers
 @pytest.mark.notebook
+@pytest.mark.timeout(3600)  # 25 notebooks; minutes on a quiet laptop, many more on a busy CI
 def test_release_then_grade_untouched_fails_solutions_pass(tmp_path, capsys):
     release = tmp_path / "release"
     assert main(["classroom", "release", str(release)]) == 0
