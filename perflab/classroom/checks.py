@@ -413,18 +413,51 @@ def _post_review(cat: _Catalog, pid: int, rating: int) -> int:
     return r.status_code
 
 
+SHIPPED_OFF = """\
+# Written by perflab.classroom.checks: the shipped optimized list is off while the student's
+# repository is checked, so delegating to it is not a solution.
+from perflab_services.catalog import repository
+from perflab_services.catalog.core import plugins
+
+
+def _off(*args, **kwargs):
+    raise RuntimeError(
+        "the shipped optimized list is off during this check: write your own queries"
+    )
+
+
+repository.OptimizedRepository.list_products = _off
+repository.optimized_page = _off
+repository.ratings = _off
+Repository = plugins.load({spec!r})
+"""
+
+
+def _without_shipped_answer(spec: str, folder: Path) -> str:
+    """A plug-in that loads `spec` in a service where the shipped optimized list is off."""
+    wrapper = folder / "check_wrapper.py"
+    wrapper.write_text(SHIPPED_OFF.format(spec=plugin_spec(spec)), encoding="utf-8")
+    return f"{wrapper}:Repository"
+
+
 def check_n_plus_one(spec: str, database_url: str) -> CheckResult:
     """Exercise 03: a repository (`file.py:Name`) whose `list_products` the catalog serves at
     `/products?category=...&limit=...`: the same answer as the shipped code for every category
     (also right after a new review), in at most 3 SQL statements per request under load."""
     from perflab_services.catalog import schemas
 
+    wrappers = Path(tempfile.mkdtemp(prefix="perflab-check-wrapper-"))
     with (
         _checking("N+1") as check,
+        contextlib.ExitStack() as cleanup,
         _catalog(
-            database_url, "check-nplus1", repository_plugin=plugin_spec(spec), queries="optimized"
+            database_url,
+            "check-nplus1",
+            repository_plugin=_without_shipped_answer(spec, wrappers),
+            queries="optimized",
         ) as cat,
     ):
+        cleanup.callback(shutil.rmtree, wrappers, True)
         db, ref = _reference(cat.database_url)
         categories = _ids(cat.database_url, "category")
         most = 0

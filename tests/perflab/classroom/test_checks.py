@@ -149,6 +149,13 @@ class Repository(NaiveRepository):
                     count=n, mean=None if mean is None else round(mean, 3))))
         return schemas.ProductPage(items=items)
 """
+REPO_DELEGATES = """
+from perflab_services.catalog.repository import NaiveRepository, OptimizedRepository
+
+class Repository(NaiveRepository):
+    def list_products(self, s, f):  # the shipped answer, not the student's
+        return OptimizedRepository().list_products(s, f)
+"""
 REPO_EMPTY = """
 from perflab_services.catalog import schemas
 from perflab_services.catalog.repository import NaiveRepository
@@ -174,8 +181,15 @@ def test_n_plus_one_solution_passes(database_url, tmp_path):
         (REPO_PRECOMPUTED, "stale"),
         (REPO_RAW_SQL_LOOP, "SQL statements"),
         (REPO_EMPTY, "differs"),
+        (REPO_DELEGATES, "answered 500"),
     ],
-    ids=["starting-point", "precomputed-at-start-up", "raw-sql-in-a-loop", "empty-page"],
+    ids=[
+        "starting-point",
+        "precomputed-at-start-up",
+        "raw-sql-in-a-loop",
+        "empty-page",
+        "delegates-to-the-shipped-code",
+    ],
 )
 def test_n_plus_one_gamed_fails(database_url, tmp_path, case, says):
     source = answer_cell("05_n_plus_one", False) if case == "start" else case
