@@ -69,7 +69,7 @@ def test_grade_refuses_a_folder_without_students(tmp_path, capsys):
 @pytest.mark.slow  # runs every exercise twice with fresh kernels: services, Locust, servers
 @pytest.mark.notebook
 @pytest.mark.timeout(3600)  # 25 notebooks; minutes on a quiet laptop, many more on a busy CI
-def test_release_then_grade_untouched_fails_solutions_pass(tmp_path, capsys):
+def test_release_then_grade_untouched_fails_solutions_pass(tmp_path, capsys, artifacts):
     release = tmp_path / "release"
     assert main(["classroom", "release", str(release)]) == 0
     subs = tmp_path / "submissions"
@@ -90,6 +90,7 @@ def test_release_then_grade_untouched_fails_solutions_pass(tmp_path, capsys):
 
     assert main(["classroom", "grade", str(subs), "--timeout", "240"]) == 0
     out = capsys.readouterr().out
+    shutil.copy(subs / "grades.csv", artifacts / "classroom-grades.csv")  # timings, feedback
     with (subs / "grades.csv").open() as f:
         rows = list(csv.DictReader(f))
     by = {(r["student"], r["exercise"]): r for r in rows}
