@@ -24,7 +24,7 @@ help:
 	@echo "make lab     - open JupyterLab on notebooks/"
 	@echo "make bench   - measure the lab itself (~10 min; BENCH_ARGS=--quick for ~1 min)"
 	@echo "make scale   - the scale curve (uvicorn x Locust workers), plot to docs/img/scale.png"
-	@echo "make check-exercises - run every exercise solution notebook with its checks"
+	@echo "make check-exercises - release and grade every exercise: untouched fail, solutions pass"
 	@echo "make format  - format the code with ruff"
 	@echo "make git-filters - strip notebook outputs on git add (nbstripout; once per clone)"
 	@echo "make clean   - remove .venv, generated data and results"
@@ -114,7 +114,7 @@ scale: install
 # Every solution notebook under notebooks/solutions/, run with a fresh kernel; its check cell
 # asserts on what it measured.
 check-exercises: install
-	$(BIN)/python -m pytest tests/notebooks/test_notebooks.py -k "solutions" -p no:cacheprovider
+	$(BIN)/python -m pytest tests/perflab/classroom/test_grading.py -p no:cacheprovider
 
 # JupyterLab refuses to run as root without --allow-root (containers, CI machines).
 lab: install

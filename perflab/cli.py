@@ -498,6 +498,23 @@ def _master_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def cmd_classroom(args: argparse.Namespace) -> int:
+    from perflab.classroom import grading
+
+    if args.action == "release":
+        written = grading.release(Path(args.dir))
+        print(f"released {len(written)} exercises to {args.dir} (solutions are not in it)")
+        for path in written:
+            print(f"  {path.name}")
+        return 0
+    out_csv = Path(args.csv) if args.csv else None
+    grades = grading.grade(Path(args.dir), out_csv=out_csv, timeout=args.timeout)
+    print()
+    print(grading.summary(grades))
+    print(f"\ngrades: {out_csv or Path(args.dir) / grading.GRADES_CSV}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="perflab",
@@ -660,6 +677,23 @@ def build_parser() -> argparse.ArgumentParser:
         "(e.g. 10%%) on a named statistic",
     )
     c.set_defaults(fn=cmd_compare)
+
+    cl = sub.add_parser(
+        "classroom", help="release the exercises to students, grade their notebooks"
+    )
+    cl_sub = cl.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rel = cl_sub.add_parser("release", help="write the student copies (no solutions) to DIR")
+    rel.add_argument("dir", metavar="DIR", help="a new or empty folder")
+    gr = cl_sub.add_parser(
+        "grade",
+        help="run DIR/<student>/*.ipynb with fresh kernels; a table and grades.csv",
+    )
+    gr.add_argument("dir", metavar="DIR", help="one folder per student, each with the notebooks")
+    gr.add_argument("--csv", help="where to write the grades (default DIR/grades.csv)")
+    gr.add_argument(
+        "--timeout", type=float, default=300, help="seconds per cell before it counts as failed"
+    )
+    cl.set_defaults(fn=cmd_classroom)
     return p
 
 
