@@ -9,7 +9,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test test-fast lint format lab bench clean test-external check-exercises
+.PHONY: help install demo test test-fast lint format lab bench clean test-external check-exercises \
+	classroom-check
 
 help:
 	@echo "make demo    - set up, run the main comparison, print and save it (data/results/)"
@@ -19,6 +20,7 @@ help:
 	@echo "make lab     - open JupyterLab on notebooks/"
 	@echo "make bench   - measure the lab itself (~10 min; BENCH_ARGS=--quick for ~1 min)"
 	@echo "make check-exercises - run every exercise solution notebook with its checks"
+	@echo "make classroom-check - run every walkthrough notebook in classroom mode, timed"
 	@echo "make format  - format the code with ruff"
 	@echo "make clean   - remove .venv, generated data and results"
 
@@ -74,6 +76,11 @@ bench: install
 # asserts on what it measured.
 check-exercises: install
 	$(BIN)/python -m pytest tests/notebooks/test_notebooks.py -k "solutions" -p no:cacheprovider
+
+# Every walkthrough notebook in classroom mode (QUICK = False), one at a time, with each one's wall
+# time: the times notebooks/README.md quotes. Long (tens of minutes); `make test` runs quick mode.
+classroom-check: install
+	$(BIN)/python -m perflab.classroom.notebooks $(NOTEBOOKS)
 
 # JupyterLab refuses to run as root without --allow-root (containers, CI machines).
 lab: install
