@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +117,30 @@ def test_exercise_runs_up_to_its_check_and_fails_there(path, artifacts):
         if any(o.get("output_type") == "error" for o in c.get("outputs", []))
     ]
     assert len(failed) == 1 and "checks.check_" in failed[0], failed
+
+
+@pytest.mark.slow  # starts a kernel
+@pytest.mark.notebook
+def test_classroom_check_times_each_notebook_and_reports_failures(tmp_path, capsys):
+    import nbformat
+
+    def notebook(name: str, body: str) -> Path:
+        nb = nbformat.v4.new_notebook()
+        params = nbformat.v4.new_code_cell("QUICK = True")
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [params, nbformat.v4.new_code_cell(body)]
+        path = tmp_path / name
+        nbformat.write(nb, path)
+        return path
+
+    good = notebook("01_good.ipynb", "assert QUICK is False  # classroom mode overrides it")
+    bad = notebook("02_bad.ipynb", "raise ValueError('broken lesson')")
+    rows = notebooks.classroom_check([good, bad])
+    assert [(Path(name).name, outcome == "ok") for name, _, outcome in rows] == [
+        ("01_good.ipynb", True),
+        ("02_bad.ipynb", False),
+    ]
+    assert all(seconds > 0 for _, seconds, _ in rows)
+    assert "02_bad.ipynb: a cell failed" in rows[1][2]
+    assert notebooks.main([str(good)]) == 0
+    assert "| `01_good` |" in capsys.readouterr().out
