@@ -7,6 +7,7 @@ tests/perflab/classroom/test_lessons.py.
 from __future__ import annotations
 
 import importlib
+import re
 import shutil
 import subprocess
 import sys
@@ -294,12 +295,14 @@ def latest_run(name: str, root: Path | None = None) -> Run | None:
     from perflab.results import Run
 
     root = root or paths.RESULTS
+    # `<date>-<time>-<name>`, or `...-<name>-2` for a second run in the same second.
+    pattern = re.compile(rf"(\d{{8}}-\d{{6}})-{re.escape(name)}(?:-(\d+))?")
     found = sorted(
-        p
-        for p in root.glob(f"*-{name}")
-        if p.name.endswith(f"-{name}") and (p / "summary.csv").exists()
+        ((m[1], int(m[2] or 1)), p)
+        for p in root.glob(f"*-{name}*")
+        if (m := pattern.fullmatch(p.name)) and (p / "summary.csv").exists()
     )
-    return Run.load(found[-1]) if found else None
+    return Run.load(found[-1][1]) if found else None
 
 
 def course_effects(

@@ -10,7 +10,7 @@ from synthetic import write_run
 
 from perflab import paths
 from perflab.classroom import lessons
-from perflab.classroom.show import Code, show, show_file, side_by_side
+from perflab.classroom.show import Code, show, show_file, side_by_side, source_path
 from perflab.errors import LabError
 from perflab_services.catalog.core.cache import MemoryCache
 from perflab_services.catalog.repository import NaiveRepository, OptimizedRepository
@@ -148,3 +148,15 @@ def test_course_effects_from_the_saved_runs(tmp_path):
     assert p50["change"].endswith("x faster") and float(p50["change"].split("x")[0]) < 3
     two = table[table["notebook"] == "99_two"]
     assert two["run"].iloc[0] == "not run yet (no saved 'nbx-two' run)"
+
+
+def test_source_path_finds_a_module_without_importing_it():
+    import sys
+
+    name = "perflab_services.frameworks.django_app"
+    was_imported = name in sys.modules
+    path = source_path(name)
+    assert path.name == "django_app.py" and "def product" in show_file(path, "product")
+    assert (name in sys.modules) == was_imported
+    with pytest.raises(LabError, match="no Python source file"):
+        source_path("perflab_services.no_such_module")
