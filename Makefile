@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: help install demo test test-fast lint format lab bench clean test-external check-exercises \
-	dist perf-run perf-gate git-filters scale
+	dist perf-run perf-gate git-filters scale classroom-check
 
 help:
 	@echo "make demo    - set up, run the main comparison, print and save it (data/results/)"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench   - measure the lab itself (~10 min; BENCH_ARGS=--quick for ~1 min)"
 	@echo "make scale   - the scale curve (uvicorn x Locust workers), plot to docs/img/scale.png"
 	@echo "make check-exercises - release and grade every exercise: untouched fail, solutions pass"
+	@echo "make classroom-check - run every walkthrough notebook in classroom mode, timed"
 	@echo "make format  - format the code with ruff"
 	@echo "make git-filters - strip notebook outputs on git add (nbstripout; once per clone)"
 	@echo "make clean   - remove .venv, generated data and results"
@@ -115,6 +116,11 @@ scale: install
 # asserts on what it measured.
 check-exercises: install
 	$(BIN)/python -m pytest tests/perflab/classroom/test_grading.py -p no:cacheprovider
+
+# Every walkthrough notebook in classroom mode (QUICK = False), one at a time, with each one's wall
+# time: the times notebooks/README.md quotes. Long (tens of minutes); `make test` runs quick mode.
+classroom-check: install
+	$(BIN)/python -m perflab.classroom.notebooks $(NOTEBOOKS)
 
 # JupyterLab refuses to run as root without --allow-root (containers, CI machines).
 lab: install
