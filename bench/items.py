@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -127,7 +128,11 @@ class Bench:
         """The bare FastAPI endpoint, through the same `start_service` (same uvicorn flags),
         answering a body of `body_bytes` (the catalog's, so both send as much)."""
         services.APPS.setdefault(BARE_SERVICE, "bench.bare_app:create_app")
-        env = {BODY_BYTES_ENV: str(body_bytes)}
+        # The service runs in the lab's data folder (perflab.procs), not in the checkout: it
+        # finds `bench` (a checkout-only package) on PYTHONPATH.
+        here = str(Path(__file__).resolve().parent.parent)
+        path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
+        env = {BODY_BYTES_ENV: str(body_bytes), "PYTHONPATH": path}
         svc = start_service(BARE_SERVICE, env, self.work / "logs", label="bare-fastapi")
         try:
             yield svc
