@@ -88,12 +88,14 @@ EXPERIMENTS: dict[str, Experiment] = {
         title="Instrumentation: what logs, metrics and timing headers cost",
         question="How much throughput and latency does observability cost on a cached read?",
         variants=[
-            Variant("on", {"queries": "optimized", "cache": "memory"}),
+            # Tracing has its own experiment (`tracing`): off here, in both.
+            Variant("on", {"queries": "optimized", "cache": "memory", "tracing": "off"}),
             Variant(
                 "off",
                 {
                     "queries": "optimized",
                     "cache": "memory",
+                    "tracing": "off",
                     "log_enabled": False,
                     "metrics_enabled": False,
                     "headers_enabled": False,
@@ -103,6 +105,34 @@ EXPERIMENTS: dict[str, Experiment] = {
         mix=[Endpoint("GET /products/{id}", "/products/{product}")],
         profile=LoadProfile(model="closed", users=8, duration=30, warmup=5),
         quick_profile=LoadProfile(model="closed", users=4, duration=8, warmup=2),
+    ),
+    "tracing": Experiment(
+        name="tracing",
+        title="Tracing: what OpenTelemetry spans cost, off vs sampled 10% vs always",
+        question="How much throughput and latency does tracing every request cost?",
+        variants=[
+            Variant("off", {"queries": "optimized", "cache": "memory", "tracing": "off"}),
+            Variant(
+                "sampled",
+                {
+                    "queries": "optimized",
+                    "cache": "memory",
+                    "tracing": "ratio",
+                    "trace_ratio": 0.1,
+                },
+            ),
+            Variant(
+                "always",
+                {"queries": "optimized", "cache": "memory", "tracing": "always"},
+            ),
+        ],
+        mix=[Endpoint("GET /products/{id}", "/products/{product}")],
+        profile=LoadProfile(model="closed", users=8, duration=30, warmup=5),
+        quick_profile=LoadProfile(model="closed", users=4, duration=8, warmup=2),
+        notes=[
+            "Cache hits: the cheapest request the catalog serves, so the spans' share is largest.",
+            "The lab traces every request by default (spans.jsonl); this measures what that costs.",
+        ],
     ),
     "tls": Experiment(
         name="tls",
@@ -130,6 +160,26 @@ EXPERIMENTS: dict[str, Experiment] = {
             Variant("django", {}, service="django"),
             Variant("fastapi-def", {}, service="fastapi-def"),
             Variant("fastapi-async", {}, service="fastapi-async"),
+        ],
+        mix=[Endpoint("GET /products/{id}", "/products/{product}")],
+        profile=LoadProfile(model="closed", users=8, duration=30, warmup=5),
+        quick_profile=LoadProfile(model="closed", users=4, duration=8, warmup=2),
+    ),
+    "gateway": Experiment(
+        name="gateway",
+        title="Monolith vs microservices: the same product page direct and through the gateway",
+        question="What does one network hop through the gateway cost on the product page?",
+        # `direct` is the page served in-process by the service that owns the data (what a
+        # monolith does); `via-gateway` is the same catalog, same settings, behind the gateway
+        # that a microservice front door adds: one more HTTP request, parse and serialization.
+        # A memory cache makes the catalog's own work small, so the hop is what is measured.
+        variants=[
+            Variant("direct", {"queries": "optimized", "cache": "memory"}),
+            Variant(
+                "via-gateway",
+                {"queries": "optimized", "cache": "memory"},
+                service="gateway",
+            ),
         ],
         mix=[Endpoint("GET /products/{id}", "/products/{product}")],
         profile=LoadProfile(model="closed", users=8, duration=30, warmup=5),

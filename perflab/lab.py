@@ -48,6 +48,12 @@ def service_env(service: str, settings: Mapping[str, object]) -> dict[str, str]:
     return {f"{prefix}_{key.upper()}": _env_value(value) for key, value in merged.items()}
 
 
+def _profile_dir(profile: bool | Path, log_dir: Path) -> Path | None:
+    if profile is False:
+        return None
+    return log_dir / "profiles" if profile is True else Path(profile)
+
+
 def default_database_url(size: str) -> str:
     return f"sqlite:///{paths.DATA / f'catalog-{size}.sqlite3'}"
 
@@ -115,6 +121,7 @@ class Lab:
         env: dict[str, str] | None = None,
         log_dir: Path | None = None,
         tls: bool = False,
+        profile: bool | Path = False,
         **settings: object,
     ) -> ServiceHandle:
         """Start a service variant: `lab.service("catalog", queries="naive", cache="redis")`.
@@ -123,9 +130,18 @@ class Lab:
         `catalog_url` the lab starts a catalog for it, with the catalog settings among
         `settings` (`lab.service("gateway", queries="naive", retries=0)`); stopping the gateway
         stops that catalog too.
+
+        `profile=True` (or a folder) attaches the lab's sampling profiler while the service
+        runs; `handle.profiles` lists its files (in `profiles/` of the log folder) after `stop()`.
         """
-        options: dict[str, Any] = {"label": label, "port": port, "workers": workers, "tls": tls}
         log_dir = log_dir or self.log_dir
+        options: dict[str, Any] = {
+            "label": label,
+            "port": port,
+            "workers": workers,
+            "tls": tls,
+            "profile": _profile_dir(profile, log_dir),
+        }
         if name == "catalog":
             self.ensure_data()
             return self._start(
@@ -157,6 +173,7 @@ class Lab:
             label=f"{options['label'] or 'gateway'}-catalog",
             log_dir=log_dir,
             workers=options["workers"],
+            profile=options["profile"] or False,
             **catalog_settings,
         )
         self.services.remove(catalog)  # owned by the gateway handle from now on

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import traceback
 from time import perf_counter
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from perflab_services.common import context, profiler
+from perflab_services.common import context, profiler, tracing
 from perflab_services.common.asgi import ASGIApp, Message, Receive, Scope, Send, header, send_json
 from perflab_services.common.logging import Logger
 from perflab_services.common.metrics import ServiceMetrics
@@ -28,6 +28,11 @@ class ObservabilitySettings(Protocol):
 
     headers_enabled: bool
     log_enabled: bool
+    # Tracing (common/tracing.py `TracingSettings`).
+    service_name: str
+    tracing: Literal["off", "ratio", "always"]
+    trace_ratio: float
+    spans_file: str | None
 
 
 def route_template(scope: Scope) -> str:
@@ -145,8 +150,11 @@ def add_observability(
     """Install `ObservabilityMiddleware` from a service's settings (variant, headers, log).
 
     Also installs the in-process profiling hook when the lab asked for it
-    (`PERFLAB_PROFILE_DIR`; `perflab_services.common.profiler`): profiling is observability.
+    (`PERFLAB_PROFILE_DIR`; `perflab_services.common.profiler`): profiling is observability;
+    and the tracing middleware inside this one (`common/tracing.py`; this one decides the
+    request id, which becomes the trace id).
     """
+    tracing.install(app, settings)
     app.add_middleware(
         ObservabilityMiddleware,
         logger=logger,

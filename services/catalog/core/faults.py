@@ -168,8 +168,14 @@ class Faults:
         if registry is not None:
             from prometheus_client import Gauge
 
+            # One series per fault for the whole service: with several workers (multiprocess
+            # mode) the live workers' values, maxed; a dead worker's file no longer counts.
             gauge = Gauge(
-                "fault_active", "1 while this injected fault is on.", ("fault",), registry=registry
+                "fault_active",
+                "1 while this injected fault is on.",
+                ("fault",),
+                registry=registry,
+                multiprocess_mode="livemax",
             )
             for name in FAULT_NAMES:
                 gauge.labels(name).set(0)

@@ -13,10 +13,11 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 
 from perflab_services.catalog import schemas
 from perflab_services.catalog.api.deps import MAX_ID, SessionDep, cached_json, catalog
-from perflab_services.catalog.api.security import Editor
+from perflab_services.catalog.api.security import Editor, ReaderRoute
 from perflab_services.catalog.repository import IdempotencyConflict, NotFound
 
-router = APIRouter(prefix="/products", tags=["products"])
+# Anyone may read; a bad token is a 401 (`ReaderRoute`: the check without a dependency's cost).
+router = APIRouter(prefix="/products", tags=["products"], route_class=ReaderRoute)
 
 
 @router.get("", response_model=schemas.ProductPage)
