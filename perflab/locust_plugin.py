@@ -14,8 +14,9 @@ The lab's own locustfiles import it. What it adds to a Locust process:
 - `--perflab-samples PATH`: where to write the samples (a distributed worker appends its pid;
   the master records nothing, its workers do). Without it nothing is recorded.
 - Every request made through `HttpUser`'s or `FastHttpUser`'s client carries an `X-Request-ID`
-  (unless it has one), a valid W3C trace id, recorded with the sample: a slow request can be
-  found in the service's log. `request_headers` is the one place that decides these headers.
+  (unless it has one), a valid W3C trace id, recorded with the sample, and a W3C `traceparent`
+  with that trace id: a slow request can be found in the service's log and its trace.
+  `request_headers` is the one place that decides these headers.
 - `--perflab-host-header NAME`: the `Host` header for requests to Locust's host, when the
   harness hands Locust the address it checked instead of a name (`perflab.loopback`).
 - For locustfiles that schedule arrivals (the open model): `intended_context` tells the
@@ -31,10 +32,13 @@ import contextlib
 import ctypes
 import functools
 import inspect
+import json
+import logging
 import os
 import sys
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -43,7 +47,7 @@ from locust import events
 from locust.clients import HttpSession
 from locust.contrib.fasthttp import FastHttpSession
 
-from perflab.recorder import Recorder, new_request_id
+from perflab.recorder import Recorder, new_request_id, traceparent_for
 from perflab_services.common.watchdog import start_parent_watchdog
 
 # Keys this plugin reads from a request's `context` (Locust passes it to events.request).
@@ -54,6 +58,8 @@ NOT_SENT = "perflab_not_sent"  # an event about a request that never left (not a
 FLUSH_EVERY = 0.5  # seconds; what an interrupted run can lose at most
 
 _recorder: Recorder | None = None
+_outbox: _Outbox | None = None  # a distributed worker's: its samples go to the master
+log = logging.getLogger("perflab.recorder")
 _host_header: str | None = None
 
 
@@ -77,25 +83,176 @@ def _options(parser: Any) -> None:
 
 @events.init.add_listener
 def _on_init(environment: Any, **_kw: Any) -> None:
-    global _recorder, _host_header
+    global _recorder, _host_header, _outbox
     from locust.runners import MasterRunner, WorkerRunner
 
     start_parent_watchdog()  # a greenlet here (gevent patches threads): exit with the lab
     options = environment.parsed_options
     _host_header = (getattr(options, "perflab_host_header", "") or None) if options else None
     samples = getattr(options, "perflab_samples", "") if options else ""
-    if not samples or isinstance(environment.runner, MasterRunner):
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        # A worker may run on another machine: it keeps no file, it sends its samples to the
+        # master over Locust's own connection (`_Outbox`).
+        _recorder = Recorder(None)
+        _outbox = _Outbox(runner, _recorder)
+        runner.register_message(STOP_MESSAGE, _outbox.on_stop, concurrent=True)
+        gevent.spawn(_outbox.run)
         return
-    if isinstance(environment.runner, WorkerRunner):
-        samples = f"{samples}.{os.getpid()}"  # one file per worker; the harness merges them
+    if isinstance(runner, MasterRunner):  # records nothing itself: writes what workers send
+        _recorder = Recorder(samples or None)
+        inbox = _Inbox(environment, _recorder, samples)
+        runner.register_message(SAMPLES_MESSAGE, inbox.on_samples)
+        runner.register_message(STOPPED_MESSAGE, inbox.on_stopped)
+        environment.events.test_stopping.add_listener(inbox.on_test_stopping)
+        environment.events.quitting.add_listener(inbox.on_quitting)
+        return
+    if not samples:
+        return
     _recorder = Recorder(samples)
     gevent.spawn(_flusher, _recorder)
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: Any, **_kw: Any) -> None:
+    """A worker learns the options of each run from the master (the Host header among them)."""
+    global _host_header
+    header = getattr(environment.parsed_options, "perflab_host_header", None)
+    if header:
+        _host_header = str(header)
 
 
 def _flusher(recorder: Recorder) -> None:
     while True:
         gevent.sleep(FLUSH_EVERY)
         recorder.flush()
+
+
+# --- distributed: samples from the workers to the master over Locust's messaging ----------------
+SAMPLES_MESSAGE = "perflab_samples"  # worker -> master: {"worker", "rows", "seq"}
+STOP_MESSAGE = "perflab_stop"  # master -> workers: stop now and send every last sample
+STOPPED_MESSAGE = "perflab_stopped"  # worker -> master: {"worker", "sent", "dropped"}
+BATCH = 2000  # rows per message: a few hundred kB
+MAX_PENDING = 200_000  # rows a worker buffers at most (a master that cannot keep up): then drops
+STOP_GRACE = 15.0  # seconds the master waits for its workers' last samples, after stop_timeout
+
+
+class _Outbox:
+    """A worker's samples, sent to the master in batches every `FLUSH_EVERY` s (sooner when a
+    batch fills). Latency is measured here, on the worker's own clock: only finished samples
+    travel. Memory is bounded: past `MAX_PENDING` rows the oldest are dropped and counted."""
+
+    def __init__(self, runner: Any, recorder: Recorder) -> None:
+        self.runner = runner
+        self.recorder = recorder
+        self.sent = 0
+        self.dropped = 0
+        self.seq = 0
+
+    def send(self) -> None:
+        rows = self.recorder.take()
+        if len(rows) > MAX_PENDING:
+            self.dropped += len(rows) - MAX_PENDING
+            rows = rows[-MAX_PENDING:]
+        for i in range(0, len(rows), BATCH):
+            batch = rows[i : i + BATCH]
+            self.seq += 1
+            data = {"worker": self.recorder.worker, "rows": batch, "seq": self.seq}
+            self.runner.send_message(SAMPLES_MESSAGE, data)
+            self.sent += len(batch)
+
+    def run(self) -> None:
+        while True:
+            gevent.sleep(FLUSH_EVERY)
+            self.send()
+
+    def on_stop(self, environment: Any, msg: Any, **_kw: Any) -> None:
+        """The master's run is ending: stop the users (Locust's own stop: in-flight requests
+        finish within its stop timeout), send every remaining sample and Locust's statistics,
+        then say how many samples were sent, so the master's count and Locust's agree."""
+        environment.runner.stop()
+        self.send()
+        with contextlib.suppress(Exception):  # Locust's own report, now rather than in 3 s
+            environment.runner._send_stats()
+        data = {"worker": self.recorder.worker, "sent": self.sent, "dropped": self.dropped}
+        environment.runner.send_message(STOPPED_MESSAGE, data)
+
+
+class _Inbox:
+    """The master's side: every worker's samples into the one samples file, and per worker
+    (Locust's client id) what it sent; written beside the samples as `*.workers.json`, with
+    the workers that went silent (died, or lost the network) named."""
+
+    def __init__(self, environment: Any, recorder: Recorder, samples: str) -> None:
+        self.environment = environment
+        self.recorder = recorder
+        self.report = Path(samples).with_suffix(".workers.json") if samples else None
+        self.workers: dict[str, dict[str, Any]] = {}
+        self.stopping = False
+
+    def _entry(self, client_id: str, name: str) -> dict[str, Any]:
+        entry = self.workers.setdefault(
+            client_id,
+            {"worker": name, "client_id": client_id, "samples": 0, "first": time.time(),
+             "last": None, "stopped": False, "sent": None, "dropped": 0},
+        )  # fmt: skip
+        entry["last"] = time.time()
+        return entry
+
+    def on_samples(self, environment: Any, msg: Any, **_kw: Any) -> None:
+        rows = msg.data["rows"]
+        self.recorder.write(rows)
+        self._entry(msg.node_id, msg.data["worker"])["samples"] += len(rows)
+
+    def on_stopped(self, environment: Any, msg: Any, **_kw: Any) -> None:
+        entry = self._entry(msg.node_id, msg.data["worker"])
+        entry.update(stopped=True, sent=msg.data["sent"], dropped=msg.data["dropped"])
+
+    def on_test_stopping(self, environment: Any, **_kw: Any) -> None:
+        """Before Locust's master stops (or quits, when the run time is up): ask every worker
+        for its last samples and wait for them (or for the worker to be declared missing)."""
+        from locust.runners import STATE_MISSING
+
+        runner = environment.runner
+        if self.stopping:
+            return
+        self.stopping = True
+        for entry in self.workers.values():
+            entry["stopped"] = False
+        clients = [c for c in runner.clients.all if c.state != STATE_MISSING]
+        for client in clients:
+            runner.send_message(STOP_MESSAGE, None, client_id=client.id)
+        deadline = time.monotonic() + float(environment.stop_timeout or 0) + STOP_GRACE
+        while time.monotonic() < deadline:
+            done = all(
+                self.workers.get(c.id, {}).get("stopped") or c.state == STATE_MISSING
+                for c in clients
+            )
+            if done:
+                break
+            gevent.sleep(0.05)
+        self.write_report()
+        self.stopping = False
+
+    def on_quitting(self, **_kw: Any) -> None:
+        self.write_report()
+
+    def write_report(self) -> None:
+        now = time.time()
+        for entry in self.workers.values():
+            entry["silent"] = not entry["stopped"]
+            if entry["silent"]:
+                log.warning(
+                    "perflab: worker %s (%s) went silent %.1f s ago after sending %d samples: "
+                    "the run keeps what arrived",
+                    entry["worker"], entry["client_id"], now - (entry["last"] or now),
+                    entry["samples"],
+                )  # fmt: skip
+        self.recorder.flush()
+        if self.report is None:
+            return
+        with contextlib.suppress(OSError):
+            self.report.write_text(json.dumps(list(self.workers.values()), indent=1) + "\n")
 
 
 @events.request.add_listener
@@ -133,13 +290,18 @@ def _on_request(
 
 @events.test_stop.add_listener
 def _on_test_stop(**_kw: Any) -> None:
-    if _recorder is not None:
+    if _outbox is not None:
+        _outbox.send()
+    elif _recorder is not None:
         _recorder.flush()
 
 
 @events.quitting.add_listener
 def _on_quitting(**_kw: Any) -> None:
-    if _recorder is not None:
+    if _outbox is not None:
+        with contextlib.suppress(Exception):  # the master may be gone already
+            _outbox.send()
+    elif _recorder is not None:
         _recorder.close()
 
 
@@ -154,6 +316,8 @@ def request_headers(headers: Mapping[str, str] | None, url: str) -> tuple[dict[s
     if rid is None:
         rid = new_request_id()
         out["X-Request-ID"] = rid
+    if "traceparent" not in lower and (tp := traceparent_for(str(rid))):
+        out["traceparent"] = tp
     if _host_header and "host" not in lower and "://" not in url:
         out["Host"] = _host_header
     return out, str(rid)

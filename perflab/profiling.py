@@ -43,6 +43,7 @@ import pandas as pd
 
 from perflab.procs import ManagedProcess, spawn
 
+FOLDER = "profiles"  # a run folder's profiles (`perflab run --profile`)
 DEFAULT_RATE = 100  # samples per second: py-spy's own default, a few per cent of overhead
 PROFILE_DIR_ENV = "PERFLAB_PROFILE_DIR"  # shared with perflab_services.common.profiler
 Tool = Literal["py-spy", "pyinstrument", "none"]
@@ -273,6 +274,54 @@ def profile(
 def _last_line(log: Path) -> str:
     lines = [x for x in log.read_text(errors="replace").splitlines() if x.strip()]
     return lines[-1].strip()[:200] if lines else "no output"
+
+
+# --- profiles of a run ---------------------------------------------------------------------------
+def entry(p: ProcessProfile, root: Path, **tags: object) -> dict[str, object]:
+    """A profile as the run's manifest lists it: tags, tool, note, files relative to `root`."""
+
+    def rel(f: Path | None) -> str | None:
+        return str(f.relative_to(root)) if f is not None else None
+
+    return {
+        **tags,
+        "pid": p.pid,
+        "tool": p.tool,
+        "seconds": p.seconds,
+        "note": p.note,
+        "speedscope": rel(p.speedscope),
+        "svg": rel(p.svg),
+    }
+
+
+def run_profiles(run_path: Path, manifest: dict) -> list[dict]:
+    """The profiles a run recorded (`perflab run --profile`), files as absolute paths."""
+    out = []
+    for e in manifest.get("profiles") or []:
+        paths = {k: Path(run_path) / e[k] if e.get(k) else None for k in ("speedscope", "svg")}
+        out.append({**e, **paths})
+    return out
+
+
+def describe(run_path: Path, manifest: dict, top: int = 15) -> str:
+    """Where the time goes in each profiled variant, as text (the CLI prints it)."""
+    blocks = []
+    for e in run_profiles(run_path, manifest):
+        head = f"Where the time goes: {e['experiment']}/{e['variant']} (repeat {e['repeat'] + 1})"
+        lines = [head, f"  {e['note']}"]
+        if e["speedscope"] is not None and e["speedscope"].exists():
+            grouped = groups(e["speedscope"]).sort_values("self_pct", ascending=False)
+            lines.append(
+                "  by group (self % of wall time): "
+                + ", ".join(f"{g} {v:.1f}" for g, v in grouped.itertuples(index=False) if v)
+            )
+            shown = table(e["speedscope"], top)
+            with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+                text = shown.to_string(index=False, float_format=lambda v: f"{v:.1f}")
+            lines.extend("  " + line for line in text.splitlines())
+            lines.append(f"  flame graph: {e['svg']}  speedscope: {e['speedscope']}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 # --- reading a speedscope file -----------------------------------------------------------------

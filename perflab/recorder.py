@@ -55,18 +55,26 @@ COLUMNS = [
 
 
 class Recorder:
-    def __init__(self, path: str | os.PathLike[str], worker: str | None = None) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    """Buffers samples as rows of `COLUMNS` and appends them to a CSV file on `flush`.
+
+    Without a `path` it only buffers: a distributed Locust worker `take`s its rows and sends
+    them to the master, whose recorder `write`s them into the one file of the run.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None, worker: str | None = None) -> None:
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         self._rows: list[list[object]] = []
         self._lock = threading.Lock()
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        self._file = self.path.open("a", newline="", encoding="utf-8")
-        self._csv = csv.writer(self._file)
-        if new:
-            self._csv.writerow(COLUMNS)
-            self._file.flush()
+        self.path = Path(path) if path is not None else None
+        self._file = None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            new = not self.path.exists() or self.path.stat().st_size == 0
+            self._file = self.path.open("a", newline="", encoding="utf-8")
+            self._csv = csv.writer(self._file)
+            if new:
+                self._csv.writerow(COLUMNS)
+                self._file.flush()
 
     def record(
         self,
@@ -100,16 +108,29 @@ class Recorder:
         with self._lock:
             self._rows.append(row)
 
-    def flush(self) -> None:
+    def pending(self) -> int:
+        return len(self._rows)
+
+    def take(self) -> list[list[object]]:
+        """The rows recorded since the last `take` or `flush`, removed from the buffer."""
         with self._lock:
             rows, self._rows = self._rows, []
-        if rows and not self._file.closed:
+        return rows
+
+    def write(self, rows: list[list[object]]) -> None:
+        """Append rows (this recorder's, or a worker's) to the file."""
+        if rows and self._file is not None and not self._file.closed:
             self._csv.writerows(rows)
             self._file.flush()
 
+    def flush(self) -> None:
+        if self._file is not None:  # without a file, rows wait for `take`
+            self.write(self.take())
+
     def close(self) -> None:
         self.flush()
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 class Schedule:
@@ -152,3 +173,15 @@ def new_request_id() -> str:
     """A request id that is also a valid W3C trace id (32 lowercase hex digits, not all zero:
     a version-4 UUID always has a 4 in it), so a trace can reuse it as its trace id."""
     return uuid.uuid4().hex
+
+
+def traceparent_for(request_id: str) -> str | None:
+    """The W3C `traceparent` that makes the request id the trace id (None if it cannot be one).
+
+    Its parent span id is the request id's last 16 hex digits: the load generator records no
+    span of its own (its sample is the client's view), so the services' root span points at an
+    id a waterfall can give to the sample. Flags 00: the service's sampler decides."""
+    rid = request_id.lower()
+    if len(rid) != 32 or rid.strip("0123456789abcdef") or not int(rid, 16) or not int(rid[16:], 16):
+        return None
+    return f"00-{rid}-{rid[16:]}-00"

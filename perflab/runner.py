@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from perflab import report
+from perflab import profiling, report
 from perflab.errors import LabError
 from perflab.experiments import Experiment, Variant
 from perflab.lab import Lab
@@ -44,9 +44,13 @@ def run_variant(
     repeat: int = 0,
     dataset: dict | None = None,
     progress: bool = True,
+    profiler: bool = False,
 ) -> bool:
     """One repetition of one variant: a fresh service under load, its /metrics scraped and its
     log collected, all recorded in `run`. Returns whether the load was interrupted.
+
+    `profiler=True` samples the service's processes with the lab's profiler while it runs:
+    files in the run's `profiles/`, listed in its manifest (`profiling.run_profiles`).
 
     Raises `VariantSkipped` when the service does not start, `LabError` when the load fails.
     """
@@ -54,7 +58,11 @@ def run_variant(
     label = f"{exp.name}-{variant.name}-r{repeat}"
     try:
         svc = lab.service(
-            exp.service_for(variant), label=label, log_dir=run.log_dir, **variant.settings
+            exp.service_for(variant),
+            label=label,
+            log_dir=run.log_dir,
+            profile=run.path / profiling.FOLDER if profiler else False,
+            **variant.settings,
         )
     except LabError as exc:
         raise VariantSkipped(str(exc).splitlines()[0]) from None
@@ -73,6 +81,9 @@ def run_variant(
     finally:
         metrics = scraper.stop()
         svc.stop()
+        for p in svc.profiles:
+            tags = {"experiment": exp.name, "variant": variant.name, "repeat": repeat}
+            run.manifest.setdefault("profiles", []).append(profiling.entry(p, run.path, **tags))
     run.add_variant(
         exp.name,
         variant.name,
@@ -83,6 +94,7 @@ def run_variant(
         metrics=metrics,
         logs=log_records(svc.log_file),
     )
+    run.add_spans(svc.span_files, experiment=exp.name, variant=variant.name, repeat=repeat)
     return result.interrupted
 
 
@@ -121,8 +133,12 @@ def run_experiments(
     name: str | None = None,
     progress: bool = True,
     echo: bool = True,
+    profiler: bool = False,
 ) -> Run:
-    """Run each experiment's variants under load and save everything to one run folder."""
+    """Run each experiment's variants under load and save everything to one run folder.
+
+    `profiler=True`: each variant's service runs under the lab's sampling profiler (off by
+    default: it costs a little throughput, `make bench` says how much)."""
     if repeat < 1:
         raise LabError("repeat must be at least 1")
     say: Callable[[str], None] = (lambda msg: print(msg, flush=True)) if echo else (lambda _: None)
@@ -150,7 +166,15 @@ def run_experiments(
                 )
                 try:
                     stopped = run_variant(
-                        lab, run, exp, variant, prof, repeat=rep, dataset=dataset, progress=progress
+                        lab,
+                        run,
+                        exp,
+                        variant,
+                        prof,
+                        repeat=rep,
+                        dataset=dataset,
+                        progress=progress,
+                        profiler=profiler,
                     )
                 except VariantSkipped as exc:
                     errors[key] = str(exc)

@@ -41,6 +41,10 @@ class LoadProfile:
     spawn_rate: float | None = None
     think_time: tuple[float, float] | None = None
     workers: int = 1
+    # Workers started elsewhere (`perflab worker --master HOST:PORT`) that the master waits
+    # for, listening on `master_bind` ("HOST:PORT"; default: loopback, a free port).
+    external_workers: int = 0
+    master_bind: str = ""
     timeout: float = 30.0
     seed: int = 1
 
@@ -57,6 +61,8 @@ class LoadProfile:
             raise LabError("warmup must be at least 0 and shorter than the duration")
         if self.workers < 1:
             raise LabError("workers must be at least 1")
+        if self.external_workers < 0:
+            raise LabError("external workers must be 0 or more")
 
 
 @dataclass

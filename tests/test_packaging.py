@@ -32,14 +32,20 @@ def test_environment_yml_brings_python_and_redis_server():
 
 
 def test_every_package_folder_is_listed_under_its_import_name():
-    """`services/` is imported as `perflab_services` (tool.setuptools.package-dir): setuptools
-    cannot discover mapped packages, so each one is listed, and a forgotten one would be missing
-    from the wheel."""
+    """`services/` is imported as `perflab_services`, `loadtests/` and `notebooks/` ship as
+    `perflab.loadtests` and `perflab.notebooks` (tool.setuptools.package-dir): setuptools cannot
+    discover mapped packages, so each one is listed, and a forgotten one would be missing from
+    the wheel."""
     tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(tool["packages"])
     mapping = {folder: name for name, folder in tool.get("package-dir", {}).items()}
+    assert mapping == {
+        "services": "perflab_services",
+        "loadtests": "perflab.loadtests",
+        "notebooks": "perflab.notebooks",
+    }
     found = set()
-    for folder in ("perflab", "services"):
+    for folder in ("perflab", "services", "loadtests", "notebooks"):
         for init in (ROOT / folder).rglob("__init__.py"):
             rel = init.parent.relative_to(ROOT).parts
             found.add(".".join((mapping.get(rel[0], rel[0]), *rel[1:])))

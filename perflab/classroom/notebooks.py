@@ -154,6 +154,35 @@ def all_notebooks(root: Path | None = None) -> list[Path]:
     )
 
 
+def handout(root: Path | None = None) -> list[Path]:
+    """What a user who did not clone gets (`perflab notebooks DIR`): the walkthrough notebooks,
+    the exercises and the notebooks' README; not the solutions (the wheel does not ship them)."""
+    root = root or paths.NOTEBOOKS
+    found = [*root.glob("*.ipynb"), *(root / "exercises").glob("*.ipynb"), root / "README.md"]
+    return sorted(p for p in found if p.is_file())
+
+
+def copy_out(target: Path, root: Path | None = None) -> tuple[list[Path], list[Path]]:
+    """Copy `handout()` into `target`, keeping the layout; a file already there is kept (it may
+    hold a student's work). Returns (copied, kept), as paths under `target`."""
+    import shutil
+
+    root = root or paths.NOTEBOOKS
+    if target.exists() and not target.is_dir():
+        raise LabError(f"{target} is not a folder")
+    copied: list[Path] = []
+    kept: list[Path] = []
+    for src in handout(root):
+        dst = target / src.relative_to(root)
+        if dst.exists():
+            kept.append(dst)
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+        copied.append(dst)
+    return copied, kept
+
+
 def has_outputs(path: Path) -> list[int]:
     """Indexes of code cells that carry outputs or an execution count (commit them clean)."""
     nb = json.loads(Path(path).read_text())

@@ -27,6 +27,7 @@ from perflab_services.catalog.service import Catalog
 from perflab_services.common.logging import make_logger
 from perflab_services.common.metrics import ServiceMetrics
 from perflab_services.common.middleware import add_observability
+from perflab_services.common.tracing import TracedCache
 from perflab_services.common.watchdog import start_parent_watchdog
 
 
@@ -62,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     faults = Faults.create(metrics.registry if metrics is not None else None, logger)
     faults.instrument_engine(db.engine)
-    cache = faults.wrap_cache(cache, on_error=count_cache_error)
+    cache = TracedCache(faults.wrap_cache(cache, on_error=count_cache_error))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -19,6 +19,10 @@ from perflab.classroom import notebooks
 ALL = sorted(p for p in paths.NOTEBOOKS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 RUN = [p for p in notebooks.all_notebooks() if "solutions" not in p.parts]
 EXERCISES = sorted((paths.NOTEBOOKS / "exercises").glob("*.ipynb"))
+WALKTHROUGH = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+# What every walkthrough notebook teaches with (issue 11): objectives and minutes to allow, a
+# prediction asked before a measurement, a takeaway and questions at the end.
+SECTIONS = ("## Objectives", "**Time**", "**Predict**", "## Takeaway", "## Questions")
 TIMINGS: dict[str, float] = {}
 
 
@@ -48,6 +52,24 @@ def test_has_a_quick_parameters_cell(path):
     assert "QUICK = False" in cell.source
     source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert "import locust" not in source and "from locust" not in source
+
+
+@pytest.mark.parametrize("path", WALKTHROUGH, ids=_id)
+def test_walkthrough_teaches_with_the_real_code(path):
+    """Scaffolding an instructor can teach from, and the code shown from the running files
+    (`perflab.classroom.show`), never pasted into a markdown cell where it can drift."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    missing = [s for s in SECTIONS if s not in markdown]
+    assert not missing, f"{_id(path)} lacks {missing}"
+    assert markdown.index("## Takeaway") < markdown.index("## Questions")
+    assert "from perflab.classroom.show import" in code and (
+        "show(" in code or "show_file(" in code
+    )
+    assert "```python" not in markdown, "show the running code with show(), not a pasted copy"
 
 
 @pytest.mark.parametrize("path", EXERCISES, ids=_id)

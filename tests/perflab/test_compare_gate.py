@@ -2,13 +2,17 @@
 
 The catalog gets a 100 ms latency fault for every run, so that a busy machine's noise (we saw
 p50 move by up to 7 ms between runs) stays small against the 10% margin; the slower run gets
-200 ms instead.
+200 ms instead. CI calls the gate as `make perf-gate BASE=... NEW=...` (.github/workflows/ci.yml):
+the same runs go through that target too, so the workflow's gate is the one shown failing here.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
-from harness_helpers import perflab_cli, saved_run
+from harness_helpers import ROOT, perflab_cli, saved_run
 
 from perflab import faults
 
@@ -43,3 +47,16 @@ def test_same_variant_passes_and_an_injected_slowdown_fails(start_catalog) -> No
     assert all("slower than BASE by more than the 10% margin" in ln for ln in fails)
     # throughput halves with the latency (closed model): named when asked for
     assert any(": rps -" in ln for ln in fails), bad.stdout
+
+    # the CI workflow's gate step, on the same runs: make fails with the compare's FAIL lines
+    def make_gate(new: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["make", "-s", "-C", str(ROOT), "perf-gate", f"BASE={base}", f"NEW={new}",
+             f"PERFLAB={sys.executable} -m perflab.cli"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    passed, failed = make_gate(same), make_gate(slower)
+    assert passed.returncode == 0 and "PASS:" in passed.stdout, passed.stdout + passed.stderr
+    assert failed.returncode != 0, failed.stdout
+    assert "FAIL: load/target/GET /products/1: p50 +" in failed.stdout, failed.stdout

@@ -31,7 +31,11 @@ def test_two_workers_split_the_rate_and_merge_samples(target, tmp_path: Path) ->
     t = target("sleep", 5)
     prof = LoadProfile(model="open", rate=40, users=10, duration=4, warmup=1.5, workers=2)
     result = run_load(t.url, [Endpoint("GET /", "/")], prof, tmp_path, progress=False)
-    assert len(list(tmp_path.glob("samples-load.csv.*"))) == 2  # one file per worker
+    # the workers send their samples to the master: one file, every worker's samples in it
+    assert [p.name for p in tmp_path.glob("samples-load*.csv")] == ["samples-load.csv"]
+    assert {w["worker"] for w in result.workers} == set(result.samples["worker"])
+    assert sum(w["samples"] for w in result.workers) == len(result.samples)
+    assert not any(w["silent"] for w in result.workers)
     m = stats.measured(result.samples, prof.warmup)
     per_worker = m["worker"].value_counts()
     print(f"\nrequests per worker: {per_worker.to_dict()}")

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     log_file: str | None = None
     metrics_enabled: bool = True
     headers_enabled: bool = True
+    # OpenTelemetry traces (common/tracing.py): off, a ratio of traces, or always; where the
+    # spans go as JSON lines (the lab sets it; OTEL_EXPORTER_OTLP_* also send them to OTLP).
+    tracing: Literal["off", "ratio", "always"] = "off"
+    trace_ratio: float = Field(0.1, ge=0, le=1)
+    spans_file: str | None = None
     service_name: str = "catalog"
     # --- plug-ins (core/plugins.py): "file.py:Name" or "module:Name", run instead of ours ----
     # The classroom's checks run a student's class inside the real service this way.

@@ -34,9 +34,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, event
 
-from perflab_services.catalog.core.asgi import Receive, Scope, Send, send_json
 from perflab_services.catalog.core.cache import in_thread
 from perflab_services.common import context
+from perflab_services.common.asgi import Receive, Scope, Send, send_json
 
 EXEMPT_PREFIXES = ("/admin", "/auth", "/healthz", "/metrics")
 FAULT_NAMES = ("latency", "errors", "cache_outage", "slow_db", "cpu_burn")

@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from perflab_services.catalog.core.asgi import Receive, Scope, Send, send_json
+from perflab_services.common.asgi import Receive, Scope, Send, send_json
 
 # KEYS[1] bucket; ARGV rate/s, burst. Returns {allowed (0/1), seconds to wait as a string}.
 _LUA = """

@@ -8,6 +8,7 @@ breaker that opens after five failures in a row.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +39,11 @@ class Settings(BaseSettings):
     log_file: str | None = None
     metrics_enabled: bool = True
     headers_enabled: bool = True
+    # OpenTelemetry traces (common/tracing.py): off, a ratio of traces, or always; where the
+    # spans go as JSON lines (the lab sets it; OTEL_EXPORTER_OTLP_* also send them to OTLP).
+    tracing: Literal["off", "ratio", "always"] = "off"
+    trace_ratio: float = Field(0.1, ge=0, le=1)
+    spans_file: str | None = None
     service_name: str = "gateway"
 
     @field_validator("catalog_url")

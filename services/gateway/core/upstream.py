@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from perflab_services.common import context
+from perflab_services.common.tracing import TracedTransport
 from perflab_services.gateway.core.breaker import CircuitBreaker
 from perflab_services.gateway.core.config import Settings
 from perflab_services.gateway.core.metrics import UpstreamMetrics
@@ -79,7 +80,8 @@ class CatalogClient:
             ),
             trust_env=False,  # a configured URL on this machine: no HTTP_PROXY detour
             # Retries are ours (with backoff and the breaker), not the transport's.
-            transport=httpx.AsyncHTTPTransport(retries=0),
+            # Each attempt is a span that passes its traceparent on (common/tracing.py).
+            transport=TracedTransport(httpx.AsyncHTTPTransport(retries=0)),
         )
 
     def _opened(self) -> None:

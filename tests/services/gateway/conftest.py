@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from perflab.lab import service_env
 from perflab.services import ServiceHandle, start_service
 
 
@@ -14,8 +15,7 @@ def start_gateway(tmp_root: Path) -> Iterator[Callable[..., ServiceHandle]]:
     started: list[ServiceHandle] = []
 
     def start(label: str, catalog_url: str, **settings: object) -> ServiceHandle:
-        env = {"GATEWAY_CATALOG_URL": catalog_url}
-        env.update({f"GATEWAY_{k.upper()}": str(v) for k, v in settings.items()})
+        env = service_env("gateway", {"catalog_url": catalog_url, **settings})
         handle = start_service("gateway", env, tmp_root / "logs", label=label)
         started.append(handle)
         return handle
