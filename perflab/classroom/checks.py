@@ -404,6 +404,97 @@ def check_request_log(spec: str, database_url: str) -> CheckResult:
         return check.passed()
 
 
+# --- 04 a metric named the Prometheus way ----------------------------------------------------
+
+METRIC_COUNTER = "catalog_responses_total"
+METRIC_HISTOGRAM = "catalog_request_duration_seconds"
+MAX_ROUTE_LABELS = 6
+
+
+def _families(text: str) -> dict[str, Any]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def check_metric(spec: str, database_url: str) -> CheckResult:
+    """Exercise 04b: an ASGI middleware (`file.py:Name`) the catalog runs, adding to the
+    service's own registry (`scope["app"].state.metrics.registry`) a counter
+    `catalog_responses_total{route, status}` (route the template, status the class: 2xx...)
+    and a histogram `catalog_request_duration_seconds` (seconds, the base unit). Under the
+    lab's load the counts must equal what Locust sent, with few label values."""
+    with (
+        _checking("metric") as check,
+        _catalog(database_url, "check-metric", middleware_plugin=plugin_spec(spec)) as cat,
+    ):
+        samples = cat.load(
+            [
+                ("detail", "/products/{product}"),
+                ("top", "/categories/{category}/top"),
+                ("missing", "/products/0"),
+            ]
+        )
+        families = _families(cat.get("/metrics").text)
+        counter = families.get(METRIC_COUNTER.removesuffix("_total"))
+        check.require(
+            counter is not None and counter.type == "counter",
+            f"no counter {METRIC_COUNTER} on /metrics (register it in the service's registry: "
+            f'scope["app"].state.metrics.registry; a counter\'s name ends in _total)',
+        )
+        assert counter is not None
+        rows = [x for x in counter.samples if x.name == METRIC_COUNTER]
+        routes = sorted({x.labels.get("route", "") for x in rows})
+        statuses = sorted({x.labels.get("status", "") for x in rows})
+        check.measure(route_labels=len(routes), routes=routes[:8], statuses=statuses)
+        check.require(
+            len(routes) <= MAX_ROUTE_LABELS,
+            f"{len(routes)} different route labels, e.g. {routes[:3]}: label with the route's "
+            'template (scope["route"].path, "/products/{product_id}"), not the path itself: '
+            "every label value is a time series of its own",
+        )
+        check.require(
+            set(statuses) <= {"1xx", "2xx", "3xx", "4xx", "5xx"},
+            f"status labels {statuses}: use the class (2xx, 4xx...), a handful of values",
+        )
+
+        def counted(route: str, status: str) -> float:
+            return sum(
+                x.value
+                for x in rows
+                if x.labels.get("route") == route and x.labels.get("status") == status
+            )
+
+        sent_ok = int(((samples["endpoint"] == "detail") & (samples["status"] == 200)).sum())
+        sent_404 = int((samples["endpoint"] == "missing").sum())
+        got_ok = counted("/products/{product_id}", "2xx")
+        got_404 = counted("/products/{product_id}", "4xx")
+        check.measure(sent_ok=sent_ok, counted_ok=got_ok, sent_404=sent_404, counted_404=got_404)
+        check.require(
+            got_ok == sent_ok and got_404 == sent_404,
+            f"Locust got {sent_ok} 200s and {sent_404} 404s from /products/{{product_id}}; your "
+            f"counter says {got_ok:g} and {got_404:g}: count every response once, with the "
+            "status that was sent",
+        )
+        hist = families.get(METRIC_HISTOGRAM)
+        check.require(
+            hist is not None and hist.type == "histogram",
+            f"no histogram {METRIC_HISTOGRAM} on /metrics",
+        )
+        assert hist is not None
+        total = sum(x.value for x in hist.samples if x.name.endswith("_sum"))
+        count = sum(x.value for x in hist.samples if x.name.endswith("_count"))
+        mean_s = total / count if count else float("nan")
+        locust_mean_s = float(samples["latency_ms"].mean()) / 1000
+        check.measure(histogram_mean_s=mean_s, locust_mean_s=locust_mean_s)
+        check.require(
+            count >= len(samples) and 0 < mean_s <= locust_mean_s * 1.5,
+            f"the histogram's mean is {mean_s:.4g} over {count:g} observations; Locust measured "
+            f"{locust_mean_s:.4g} s over {len(samples)} requests: observe every request, in "
+            "seconds",
+        )
+        return check.passed()
+
+
 # --- 03 the N+1 -------------------------------------------------------------------------------
 
 N_PLUS_ONE_MAX_QUERIES = 3
