@@ -264,7 +264,7 @@ def _queries(samples: pd.DataFrame) -> Any:
     return pd.to_numeric(samples["x_db_queries"], errors="coerce")
 
 
-# --- 01 validation ----------------------------------------------------------------------------
+# --- 07 validation ----------------------------------------------------------------------------
 
 GOOD_REVIEWS: list[dict[str, object]] = [
     {"rating": 5, "text": "Works as described.", "author": "ana"},
@@ -299,7 +299,7 @@ BAD_REVIEWS: list[dict[str, object]] = [
 
 
 def check_review_model(model: Any) -> CheckResult:
-    """Exercise 01: a pydantic model for a review that accepts every good one (whitespace
+    """07_input_validation: a pydantic model for a review that accepts every good one (whitespace
     stripped) and rejects every bad one: wrong types (no silent "5" -> 5), out-of-range values,
     blank or oversized text, unknown fields."""
     from pydantic import ValidationError
@@ -335,13 +335,13 @@ def _short(payload: object) -> str:
     return text if len(text) < 80 else text[:77] + "..."
 
 
-# --- 02 one log line per request --------------------------------------------------------------
+# --- 04 one log line per request --------------------------------------------------------------
 
 LOG_FIELDS = ("request_id", "method", "path", "status", "duration_ms")
 
 
 def check_request_log(spec: str, database_url: str) -> CheckResult:
-    """Exercise 02: an ASGI middleware (`file.py:Name`) that the catalog runs, printing exactly
+    """04_request_log: an ASGI middleware (`file.py:Name`) that the catalog runs, printing exactly
     one JSON line per request with `request_id` (the response's X-Request-ID), `method`,
     `path`, `status` (the status sent) and `duration_ms`."""
     with (
@@ -418,7 +418,7 @@ def _families(text: str) -> dict[str, Any]:
 
 
 def check_metric(spec: str, database_url: str) -> CheckResult:
-    """Exercise 04b: an ASGI middleware (`file.py:Name`) the catalog runs, adding to the
+    """04_metric_naming: an ASGI middleware (`file.py:Name`) the catalog runs, adding to the
     service's own registry (`scope["app"].state.metrics.registry`) a counter
     `catalog_responses_total{route, status}` (route the template, status the class: 2xx...)
     and a histogram `catalog_request_duration_seconds` (seconds, the base unit). Under the
@@ -495,7 +495,7 @@ def check_metric(spec: str, database_url: str) -> CheckResult:
         return check.passed()
 
 
-# --- 03 the N+1 -------------------------------------------------------------------------------
+# --- 05 the N+1 -------------------------------------------------------------------------------
 
 N_PLUS_ONE_MAX_QUERIES = 3
 
@@ -541,7 +541,7 @@ def _without_shipped_answer(spec: str, folder: Path) -> str:
 
 
 def check_n_plus_one(spec: str, database_url: str) -> CheckResult:
-    """Exercise 03: a repository (`file.py:Name`) whose `list_products` the catalog serves at
+    """05_n_plus_one: a repository (`file.py:Name`) whose `list_products` the catalog serves at
     `/products?category=...&limit=...`: the same answer as the shipped code for every category
     (also right after a new review), in at most 3 SQL statements per request under load."""
     from perflab_services.catalog import schemas
@@ -612,7 +612,7 @@ def check_n_plus_one(spec: str, database_url: str) -> CheckResult:
         return check.passed()
 
 
-# --- 04 the right index -----------------------------------------------------------------------
+# --- 05 the right index -----------------------------------------------------------------------
 
 MAX_INDEXES = 2
 
@@ -625,7 +625,7 @@ def latest_reviews_sql(product_id: int) -> str:
 
 
 def check_index(statements: list[str], database_url: str) -> CheckResult:
-    """Exercise 04: at most 2 `CREATE INDEX` statements after which SQLite answers the latest
+    """05_right_index: at most 2 `CREATE INDEX` statements after which SQLite answers the latest
     reviews of a product by *searching* an index, in order, with no full scan of `reviews` and
     no sort (EXPLAIN QUERY PLAN), on a copy of the lab's database without the lab's indexes."""
     from sqlalchemy import text
@@ -721,7 +721,7 @@ PAGE = 17
 def check_keyset(
     page: Callable[[Any, int | None, int], list[int]], database_url: str
 ) -> CheckResult:
-    """Exercise 05: `page(session, after_id, limit)` returns the ids of the next `limit`
+    """05_keyset_pagination: `page(session, after_id, limit)` returns the ids of the next `limit`
     products after `after_id` (None: from the start), in id order, with one SQL statement that
     has a LIMIT and no OFFSET. The check walks every page while products are deleted behind the
     pages already read: every product that still exists must come exactly once."""
@@ -806,7 +806,7 @@ def _detail_queries(cat: _Catalog, pid: int) -> tuple[int, Any]:
 
 
 def check_cache(spec: str, database_url: str) -> CheckResult:
-    """Exercise 06: a cache class (`file.py:Name`, built as `Name(ttl=..., max_entries=...)`)
+    """06_cache_aside: a cache class (`file.py:Name`, built as `Name(ttl=..., max_entries=...)`)
     that the catalog puts in front of its product pages. Measured in the service, by the SQL
     statements each request ran (a hit runs none): at most `max_entries` products kept, the
     least recently used evicted first, every product's page right, a write seen at once
@@ -916,13 +916,13 @@ def check_cache(spec: str, database_url: str) -> CheckResult:
         return check.passed()
 
 
-# --- 07 single-flight against a stampede ------------------------------------------------------
+# --- 06 single-flight against a stampede ------------------------------------------------------
 
 STAMPEDE = 16
 
 
 def check_single_flight(spec: str, database_url: str) -> CheckResult:
-    """Exercise 07: the cache (`file.py:Name`) loads a missing key once however many requests
+    """06_single_flight: the cache (`file.py:Name`) loads a missing key once however many requests
     ask for it at the same moment (the others wait for that load), with every answer right,
     and a failing load (an unknown product) fails each waiter rather than hanging them."""
     import httpx
@@ -1004,7 +1004,7 @@ def check_single_flight(spec: str, database_url: str) -> CheckResult:
         return check.passed()
 
 
-# --- 08 a role check on a JWT -----------------------------------------------------------------
+# --- 07 a role check on a JWT -----------------------------------------------------------------
 
 JWT_ISSUER = "perflab-catalog"
 JWT_AUDIENCE = "perflab"
@@ -1031,7 +1031,7 @@ def _token(key: str, *, role: object = "editor", **over: object) -> str:
 
 
 def check_role_check(authorize: Callable[[str, str, str], bool]) -> CheckResult:
-    """Exercise 08: `authorize(token, needed, key)` is True only for a genuine, current token
+    """07_role_check: `authorize(token, needed, key)` is True only for a genuine, current token
     (HS256 with `key`, our issuer and audience, not expired) whose role includes `needed`
     (viewer < editor < admin); every forged, expired, foreign or role-less token is False."""
     import base64
@@ -1099,11 +1099,11 @@ def check_role_check(authorize: Callable[[str, str, str], bool]) -> CheckResult:
         return check.passed()
 
 
-# --- 09 a token bucket ------------------------------------------------------------------------
+# --- 07 a token bucket ------------------------------------------------------------------------
 
 
 def check_token_bucket(make: Callable[[float, int], Any]) -> CheckResult:
-    """Exercise 09: `TokenBucket(rate, burst)` with `allow(now) -> bool`: a full bucket lets
+    """07_token_bucket: `TokenBucket(rate, burst)` with `allow(now) -> bool`: a full bucket lets
     `burst` requests through at once, then `rate` per second; unused time never stores more than
     `burst`. Driven by a clock the check controls (no sleeping, exact counts)."""
     rate, burst = 10.0, 5
@@ -1142,7 +1142,7 @@ def check_token_bucket(make: Callable[[float, int], Any]) -> CheckResult:
         return check.passed()
 
 
-# --- 10 retries with capped exponential backoff and jitter ------------------------------------
+# --- 08 retries with capped exponential backoff and jitter ------------------------------------
 
 MAX_ATTEMPTS = 5
 FIRST_DELAY = 0.05
@@ -1188,7 +1188,7 @@ def _recording_sleeps() -> Iterator[list[float]]:
 
 
 def check_retry(get: Callable[[str], Any]) -> CheckResult:
-    """Exercise 10: `get(url)` returns an httpx response; on a 5xx or a connection error it
+    """08_retry_with_backoff: `get(url)` returns an httpx response; on a 5xx or connection error it
     tries again after a delay that starts near 0.05 s, doubles (capped at 1 s) and is jittered,
     at most 5 attempts in all; a 4xx is returned at once. The server counts every attempt."""
     from perflab.classroom.misbehaving import MisbehavingServer
@@ -1262,14 +1262,14 @@ def check_retry(get: Callable[[str], Any]) -> CheckResult:
         return check.passed()
 
 
-# --- 11 a circuit breaker ---------------------------------------------------------------------
+# --- 08 a circuit breaker ---------------------------------------------------------------------
 
 BREAKER_FAILURES = 3
 BREAKER_RESET = 0.5
 
 
 def check_breaker(make: Callable[[int, float], Any]) -> CheckResult:
-    """Exercise 11: `Breaker(max_failures, reset_after)` with `call(fn)`: after `max_failures`
+    """08_circuit_breaker: `Breaker(max_failures, reset_after)`, `call(fn)`: after `max_failures`
     failures in a row it fails fast (raises without calling `fn`); after `reset_after` seconds
     one call goes through: success closes it, failure opens it again. Against a real server
     that goes down and comes back, which counts every request that reached it."""
@@ -1343,13 +1343,13 @@ def check_breaker(make: Callable[[int, float], Any]) -> CheckResult:
         return check.passed()
 
 
-# --- 12 timeouts ------------------------------------------------------------------------------
+# --- 08 timeouts ------------------------------------------------------------------------------
 
 TIME_BUDGET = 0.5
 
 
 def check_timeout(fetch: Callable[[str], Any]) -> CheckResult:
-    """Exercise 12: `fetch(url)` returns the body (bytes) of a 200 answer, or None when the
+    """08_timeouts: `fetch(url)` returns the body (bytes) of a 200 answer, or None when the
     service does not answer within 0.5 s or answers an error: a caller never hangs on a slow
     dependency, and a fast one still gets its real answer."""
     from perflab.classroom.misbehaving import MisbehavingServer
