@@ -81,7 +81,7 @@ def _highlight(text: str, first_line: int) -> str:
 def _resolve(path: str | Path) -> Path:
     p = Path(path)
     if not p.is_absolute():
-        p = paths.ROOT / p
+        p = paths.installed(p)  # the repository's layout, in a checkout or a wheel
     if not p.is_file():
         raise LabError(f"no source file at {_relative(p)}")
     return p
@@ -139,6 +139,21 @@ def show_file(
         first, last = 1, len(all_lines)
     text = "\n".join(all_lines[first - 1 : last])
     return Code(text, p, first, last, title or (symbol or ""))
+
+
+def source_path(module: str) -> Path:
+    """The file of a module, found without importing it (its parent packages are imported):
+    `show_file(source_path("perflab_services.frameworks.django_app"), "product")` shows a view
+    without configuring Django in the kernel. Works from a checkout and an installed wheel."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module)
+    except ModuleNotFoundError:
+        spec = None
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        raise LabError(f"no Python source file for module {module!r}")
+    return Path(spec.origin)
 
 
 def show(obj: Any, title: str = "") -> Code:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -105,3 +106,30 @@ def _report_timings():
         total = time.monotonic() - start
         print(f"\nnotebooks in quick mode: {sum(TIMINGS.values()):.0f} s ({total:.0f} s wall)")
         print("\n".join(lines))
+
+
+@pytest.mark.slow  # starts a kernel
+@pytest.mark.notebook
+def test_classroom_check_times_each_notebook_and_reports_failures(tmp_path, capsys):
+    import nbformat
+
+    def notebook(name: str, body: str) -> Path:
+        nb = nbformat.v4.new_notebook()
+        params = nbformat.v4.new_code_cell("QUICK = True")
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [params, nbformat.v4.new_code_cell(body)]
+        path = tmp_path / name
+        nbformat.write(nb, path)
+        return path
+
+    good = notebook("01_good.ipynb", "assert QUICK is False  # classroom mode overrides it")
+    bad = notebook("02_bad.ipynb", "raise ValueError('broken lesson')")
+    rows = notebooks.classroom_check([good, bad])
+    assert [(Path(name).name, outcome == "ok") for name, _, outcome in rows] == [
+        ("01_good.ipynb", True),
+        ("02_bad.ipynb", False),
+    ]
+    assert all(seconds > 0 for _, seconds, _ in rows)
+    assert "02_bad.ipynb: a cell failed" in rows[1][2]
+    assert notebooks.main([str(good)]) == 0
+    assert "| `01_good` |" in capsys.readouterr().out
