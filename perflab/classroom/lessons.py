@@ -7,10 +7,12 @@ tests/perflab/classroom/test_lessons.py.
 from __future__ import annotations
 
 import importlib
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -273,6 +275,56 @@ def ci_table(run: Run, experiment: str) -> pd.DataFrame:
             "error_rate": s["error_rate"],
         }
     ).reset_index(drop=True)
+
+
+# The runs the walkthrough saves, by the name each notebook gives its run, in course order.
+COURSE_RUNS = {
+    "quickstart": "00_quickstart",
+    "nb13-gateway": "13_monolith_vs_microservices",
+    "nb12-frameworks": "12_frameworks",
+    "nb04-cost": "04_logging_and_monitoring",
+    "nb05": "05_query_optimization",
+    "nb06": "06_caching",
+    "nb07-tls": "07_security",
+    "nb09-gate": "09_deploy_and_ci",
+}
+
+
+def latest_run(name: str, root: Path | None = None) -> Run | None:
+    """The newest finished run a notebook saved under `name` (folders `<stamp>-<name>`)."""
+    from perflab.results import Run
+
+    root = root or paths.RESULTS
+    # `<date>-<time>-<name>`, or `...-<name>-2` for a second run in the same second.
+    pattern = re.compile(rf"(\d{{8}}-\d{{6}})-{re.escape(name)}(?:-(\d+))?")
+    found = sorted(
+        ((m[1], int(m[2] or 1)), p)
+        for p in root.glob(f"*-{name}*")
+        if (m := pattern.fullmatch(p.name)) and (p / "summary.csv").exists()
+    )
+    return Run.load(found[-1][1]) if found else None
+
+
+def course_effects(
+    runs: dict[str, str] | None = None,
+    statistics: Sequence[str] = ("p50", "rps"),
+    root: Path | None = None,
+) -> pd.DataFrame:
+    """Every effect the student measured in the course, from their own saved runs: one row per
+    comparison, with the notebook and the run it came from; a notebook not run yet says so."""
+    rows: list[dict[str, Any]] = []
+    for name, notebook in (runs or COURSE_RUNS).items():
+        run = latest_run(name, root)
+        if run is None:
+            rows.append({"notebook": notebook, "run": f"not run yet (no saved '{name}' run)"})
+            continue
+        table = effects(run, statistics=statistics)
+        for r in table.to_dict("records"):
+            rows.append(
+                {"notebook": notebook, "run": run.path.name, **{str(k): v for k, v in r.items()}}
+            )
+    columns = ["notebook", "experiment", "baseline", "variant", "statistic", "change", "ci"]
+    return pd.DataFrame(rows).reindex(columns=[*columns, "verdict", "run"])
 
 
 def ci_script() -> str:

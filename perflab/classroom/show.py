@@ -141,6 +141,21 @@ def show_file(
     return Code(text, p, first, last, title or (symbol or ""))
 
 
+def source_path(module: str) -> Path:
+    """The file of a module, found without importing it (its parent packages are imported):
+    `show_file(source_path("perflab_services.frameworks.django_app"), "product")` shows a view
+    without configuring Django in the kernel. Works from a checkout and an installed wheel."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module)
+    except ModuleNotFoundError:
+        spec = None
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        raise LabError(f"no Python source file for module {module!r}")
+    return Path(spec.origin)
+
+
 def show(obj: Any, title: str = "") -> Code:
     """The source of a function, method or class the lab runs, read from its file now.
 

@@ -20,6 +20,8 @@ SUBCOMMANDS = [
     "capacity",
     "worker",
     "notebooks",
+    "classroom",
+    "scale",
 ]
 
 

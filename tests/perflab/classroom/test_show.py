@@ -10,7 +10,7 @@ from synthetic import write_run
 
 from perflab import paths
 from perflab.classroom import lessons
-from perflab.classroom.show import Code, show, show_file, side_by_side
+from perflab.classroom.show import Code, show, show_file, side_by_side, source_path
 from perflab.errors import LabError
 from perflab_services.catalog.core.cache import MemoryCache
 from perflab_services.catalog.repository import NaiveRepository, OptimizedRepository
@@ -134,3 +134,29 @@ def test_narration_says_slower_and_no_difference():
     assert "x slower" in lessons.effect(run, "caching", "memory", "p99")
     # Two samples of one distribution (fixed seeds): the interval straddles 1.
     assert "the interval includes 1" in lessons.effect(run, "caching", "redis", "p50")
+
+
+def test_course_effects_from_the_saved_runs(tmp_path):
+    write_run("nbx-one", none=4.0, memory=1.0)
+    write_run("nbx-one", none=4.0, memory=2.0)  # the newer run of the same notebook wins
+    table = lessons.course_effects({"nbx-one": "98_one", "nbx-two": "99_two"})
+    one = table[table["notebook"] == "98_one"]
+    assert set(one["statistic"]) == {"p50", "rps"} and one["variant"].eq("memory").all()
+    newest = lessons.latest_run("nbx-one")
+    assert newest is not None and one["run"].eq(newest.path.name).all()
+    p50 = one[one["statistic"] == "p50"].iloc[0]
+    assert p50["change"].endswith("x faster") and float(p50["change"].split("x")[0]) < 3
+    two = table[table["notebook"] == "99_two"]
+    assert two["run"].iloc[0] == "not run yet (no saved 'nbx-two' run)"
+
+
+def test_source_path_finds_a_module_without_importing_it():
+    import sys
+
+    name = "perflab_services.frameworks.django_app"
+    was_imported = name in sys.modules
+    path = source_path(name)
+    assert path.name == "django_app.py" and "def product" in show_file(path, "product")
+    assert (name in sys.modules) == was_imported
+    with pytest.raises(LabError, match="no Python source file"):
+        source_path("perflab_services.no_such_module")
