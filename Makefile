@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: help install demo test test-fast lint format lab bench clean test-external check-exercises \
-	dist perf-gate classroom-check
+	dist perf-run perf-gate git-filters scale classroom-check
 
 help:
 	@echo "make demo    - set up, run the main comparison, print and save it (data/results/)"
@@ -23,9 +23,11 @@ help:
 	@echo "make lint    - ruff (lint, format) and mypy"
 	@echo "make lab     - open JupyterLab on notebooks/"
 	@echo "make bench   - measure the lab itself (~10 min; BENCH_ARGS=--quick for ~1 min)"
-	@echo "make check-exercises - run every exercise solution notebook with its checks"
+	@echo "make scale   - the scale curve (uvicorn x Locust workers), plot to docs/img/scale.png"
+	@echo "make check-exercises - release and grade every exercise: untouched fail, solutions pass"
 	@echo "make classroom-check - run every walkthrough notebook in classroom mode, timed"
 	@echo "make format  - format the code with ruff"
+	@echo "make git-filters - strip notebook outputs on git add (nbstripout; once per clone)"
 	@echo "make clean   - remove .venv, generated data and results"
 
 $(STAMP): pyproject.toml
@@ -58,9 +60,11 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# The web UI test drives Chromium: install it when we can (root + apt), else it is skipped.
+# The web UI test drives Chromium and the Prometheus tests run prometheus: install them when we
+# can (root + apt), else those tests are skipped with the reason.
 test: lint
 	@.ci/install-browser
+	@.ci/install-prometheus
 	$(BIN)/python -m pytest
 
 # The inner loop: every test not marked slow (a test that starts a service or drives Locust is
@@ -71,6 +75,11 @@ test-fast: install
 # The service tests again, against external PostgreSQL and Redis (set DATABASE_URL, REDIS_URL).
 test-external: install
 	$(BIN)/python -m pytest tests/services -m "not notebook"
+
+# For contributors, once per clone: git strips notebook outputs on `git add` (.gitattributes).
+# It writes the filter into .git/config, pointing at this checkout's .venv.
+git-filters: install
+	$(BIN)/nbstripout --install --attributes .gitattributes
 
 # The sdist and the wheel (locustfiles, services and notebooks inside), as CI builds them.
 dist: install
@@ -98,10 +107,15 @@ perf-gate:
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+# The scale curve of this machine (~3 min): throughput and p95 as uvicorn and Locust workers
+# grow, each point's bottleneck named from CPU use; the plot goes to the README's docs/img/.
+scale: install
+	$(BIN)/perflab scale --plot docs/img/scale.png $(SCALE_ARGS)
+
 # Every solution notebook under notebooks/solutions/, run with a fresh kernel; its check cell
 # asserts on what it measured.
 check-exercises: install
-	$(BIN)/python -m pytest tests/notebooks/test_notebooks.py -k "solutions" -p no:cacheprovider
+	$(BIN)/python -m pytest tests/perflab/classroom/test_grading.py -p no:cacheprovider
 
 # Every walkthrough notebook in classroom mode (QUICK = False), one at a time, with each one's wall
 # time: the times notebooks/README.md quotes. Long (tens of minutes); `make test` runs quick mode.
@@ -113,4 +127,4 @@ lab: install
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
 clean:
-	rm -rf $(VENV) data/*.sqlite3* data/logs data/results/2* test-artifacts
+	rm -rf $(VENV) data/*.sqlite3* data/logs data/results/2* test-artifacts dist

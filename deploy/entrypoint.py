@@ -49,7 +49,7 @@ def server_argv(service: str, args: list[str]) -> list[str]:
     No access log: the services write their own JSON line per request. Graceful shutdown within
     20 s, inside Kubernetes' default 30 s termination grace period.
     """
-    from perflab.services import APPS
+    from perflab.services import APPS, UVICORN_OPTIONS
 
     return [
         sys.executable,
@@ -64,6 +64,7 @@ def server_argv(service: str, args: list[str]) -> list[str]:
         "--no-access-log",
         "--timeout-graceful-shutdown",
         "20",
+        *UVICORN_OPTIONS,  # no trust in X-Forwarded-For, bounded request heads (why: there)
         *args,
     ]
 
@@ -87,10 +88,11 @@ def locust_master_argv(args: list[str]) -> list[str]:
 def locust_worker_argv(args: list[str]) -> list[str]:
     """A Locust worker that connects to `--master HOST[:PORT]`.
 
-    This is where `perflab worker --master HOST` (issue 15 §1: the worker sends its samples to
-    the master over Locust's messages) takes over: until it exists, the worker is plain Locust
-    with the lab's locustfile, and per-request samples stay on the worker; Locust's own
-    statistics (web UI, --csv on the master) are what a cluster run reports.
+    The lab's locustfile loads the recorder plugin (`perflab.locust_plugin`): a worker keeps no
+    sample file, it sends every sample to the master over Locust's own connection, and the
+    master writes them where its `--perflab-samples PATH` says (none given: Locust's statistics,
+    web UI and --csv, are what a cluster run reports). `perflab worker --master HOST[:PORT]` is
+    the same worker outside a container.
     """
     master, rest = _take_option(args, "--master")
     if not master:

@@ -354,6 +354,41 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give numbers like 1,2,4") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive numbers like 1,2,4")
+    return values
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    import shutil
+
+    from perflab import scale
+    from perflab.lab import Lab
+
+    if args.warmup >= args.duration:
+        raise LabError("--warmup must be shorter than --duration")
+    print(
+        f"scale: catalog (memory cache) with {args.service_workers} uvicorn workers x "
+        f"{args.locust_workers} Locust workers, {args.users} users, {args.duration:g} s each"
+    )
+    with Lab(size=args.size) as lab:
+        run, points = scale.run_scale(
+            lab, service_workers=args.service_workers, locust_workers=args.locust_workers,
+            users=args.users, duration=args.duration, warmup=args.warmup,
+        )  # fmt: skip
+    if args.plot and points:
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run.path / "scale.png", args.plot)
+        print(f"plot copied to {args.plot}")
+    print(f"\nSaved to {run.path} (scale.csv, scale.png)")
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     """A Locust worker for a master elsewhere: its samples go to the master, not to a file here."""
     import socket
@@ -461,6 +496,23 @@ def _master_options(p: argparse.ArgumentParser) -> None:
         metavar="HOST[:PORT]",
         help="where the Locust master listens for those workers (e.g. 0.0.0.0:5557)",
     )
+
+
+def cmd_classroom(args: argparse.Namespace) -> int:
+    from perflab.classroom import grading
+
+    if args.action == "release":
+        written = grading.release(Path(args.dir))
+        print(f"released {len(written)} exercises to {args.dir} (solutions are not in it)")
+        for path in written:
+            print(f"  {path.name}")
+        return 0
+    out_csv = Path(args.csv) if args.csv else None
+    grades = grading.grade(Path(args.dir), out_csv=out_csv, timeout=args.timeout)
+    print()
+    print(grading.summary(grades))
+    print(f"\ngrades: {out_csv or Path(args.dir) / grading.GRADES_CSV}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -580,6 +632,18 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--size", default="medium", choices=sizes)
     cp.set_defaults(fn=cmd_capacity)
 
+    sc = sub.add_parser(
+        "scale", help="throughput and p95 as uvicorn and Locust workers grow, bottleneck named"
+    )
+    sc.add_argument("--service-workers", type=_int_list, default=[1, 2, 4], help="e.g. 1,2,4")
+    sc.add_argument("--locust-workers", type=_int_list, default=[1, 2], help="e.g. 1,2")
+    sc.add_argument("--users", type=int, default=32, help="closed-model users (default 32)")
+    sc.add_argument("--duration", type=float, default=12, help="seconds of load per point")
+    sc.add_argument("--warmup", type=float, default=3, help="seconds excluded per point")
+    sc.add_argument("--plot", help="also copy the plot here (make scale: docs/img/scale.png)")
+    sc.add_argument("--size", default="small", choices=sizes)
+    sc.set_defaults(fn=cmd_scale)
+
     w = sub.add_parser(
         "worker", help="a Locust worker for a master on another machine (its samples go there)"
     )
@@ -613,6 +677,23 @@ def build_parser() -> argparse.ArgumentParser:
         "(e.g. 10%%) on a named statistic",
     )
     c.set_defaults(fn=cmd_compare)
+
+    cl = sub.add_parser(
+        "classroom", help="release the exercises to students, grade their notebooks"
+    )
+    cl_sub = cl.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rel = cl_sub.add_parser("release", help="write the student copies (no solutions) to DIR")
+    rel.add_argument("dir", metavar="DIR", help="a new or empty folder")
+    gr = cl_sub.add_parser(
+        "grade",
+        help="run DIR/<student>/*.ipynb with fresh kernels; a table and grades.csv",
+    )
+    gr.add_argument("dir", metavar="DIR", help="one folder per student, each with the notebooks")
+    gr.add_argument("--csv", help="where to write the grades (default DIR/grades.csv)")
+    gr.add_argument(
+        "--timeout", type=float, default=300, help="seconds per cell before it counts as failed"
+    )
+    cl.set_defaults(fn=cmd_classroom)
     return p
 
 

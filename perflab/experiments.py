@@ -88,12 +88,14 @@ EXPERIMENTS: dict[str, Experiment] = {
         title="Instrumentation: what logs, metrics and timing headers cost",
         question="How much throughput and latency does observability cost on a cached read?",
         variants=[
-            Variant("on", {"queries": "optimized", "cache": "memory"}),
+            # Tracing has its own experiment (`tracing`): off here, in both.
+            Variant("on", {"queries": "optimized", "cache": "memory", "tracing": "off"}),
             Variant(
                 "off",
                 {
                     "queries": "optimized",
                     "cache": "memory",
+                    "tracing": "off",
                     "log_enabled": False,
                     "metrics_enabled": False,
                     "headers_enabled": False,
@@ -103,6 +105,34 @@ EXPERIMENTS: dict[str, Experiment] = {
         mix=[Endpoint("GET /products/{id}", "/products/{product}")],
         profile=LoadProfile(model="closed", users=8, duration=30, warmup=5),
         quick_profile=LoadProfile(model="closed", users=4, duration=8, warmup=2),
+    ),
+    "tracing": Experiment(
+        name="tracing",
+        title="Tracing: what OpenTelemetry spans cost, off vs sampled 10% vs always",
+        question="How much throughput and latency does tracing every request cost?",
+        variants=[
+            Variant("off", {"queries": "optimized", "cache": "memory", "tracing": "off"}),
+            Variant(
+                "sampled",
+                {
+                    "queries": "optimized",
+                    "cache": "memory",
+                    "tracing": "ratio",
+                    "trace_ratio": 0.1,
+                },
+            ),
+            Variant(
+                "always",
+                {"queries": "optimized", "cache": "memory", "tracing": "always"},
+            ),
+        ],
+        mix=[Endpoint("GET /products/{id}", "/products/{product}")],
+        profile=LoadProfile(model="closed", users=8, duration=30, warmup=5),
+        quick_profile=LoadProfile(model="closed", users=4, duration=8, warmup=2),
+        notes=[
+            "Cache hits: the cheapest request the catalog serves, so the spans' share is largest.",
+            "The lab traces every request by default (spans.jsonl); this measures what that costs.",
+        ],
     ),
     "tls": Experiment(
         name="tls",

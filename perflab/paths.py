@@ -44,6 +44,22 @@ LOADTESTS = Path(str(files("perflab.loadtests")))
 NOTEBOOKS = Path(str(files("perflab.notebooks")))
 
 
+def installed(rel: str | Path) -> Path:
+    """Where a repository path (`loadtests/lab.py`, `services/catalog/main.py`) is in this
+    installation: in a checkout, there; in a wheel, inside the package that ships its folder
+    (pyproject's package-dir), so notebooks can name files as the repository lays them out."""
+    rel = Path(rel)
+    if CHECKOUT is not None or not rel.parts:
+        return ROOT / rel
+    shipped = {
+        "loadtests": LOADTESTS,
+        "notebooks": NOTEBOOKS,
+        "services": ROOT / "perflab_services",
+    }
+    base = shipped.get(rel.parts[0])
+    return base.joinpath(*rel.parts[1:]) if base is not None else ROOT / rel
+
+
 def workdir() -> Path:
     """The data folder, created: where child processes run (see the module docstring)."""
     DATA.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,8 @@ time, so a service whose event loop idles half the time shows about 50% busy plu
 from __future__ import annotations
 
 import html
+import importlib
+import inspect
 import json
 import os
 import re
@@ -418,6 +420,7 @@ _OURS = (
     ("core/protection", "middleware"),
     ("core/ratelimit", "middleware"),
     ("core/limits", "middleware"),
+    ("common/limits", "middleware"),
     ("core/faults", "middleware"),
     ("core/asgi", "middleware"),
     ("common/asgi", "middleware"),
@@ -429,10 +432,15 @@ _OURS = (
 )
 
 
+def _is_ours(frame: Frame) -> bool:
+    path = frame.file.replace("\\", "/")
+    return "perflab_services" in path or "/services/" in path or "/perflab/" in path
+
+
 def group_of(frame: Frame) -> str:
     """framework / middleware / logging / metrics / database / cache / JSON / our code / other."""
     path = frame.file.replace("\\", "/")
-    if "perflab_services" in path or "/services/" in path or "/perflab/" in path:
+    if _is_ours(frame):
         for part, group in _OURS:
             if part in path:
                 return group
@@ -464,12 +472,13 @@ def _short(file: str) -> str:
     return stdlib.group(1) if stdlib else (Path(path).name or path)
 
 
-def table(path: Path, top: int = 15) -> pd.DataFrame:
+def table(path: Path, top: int = 15, *, ours: bool = False) -> pd.DataFrame:
     """The functions where the time goes: self and total % of the profiled wall time, top N.
 
     `self_pct`: samples with the function on top of the stack (its own code and the C calls it
     makes); `total_pct`: samples with it anywhere on the stack (counted once per sample). Rows
-    are sorted by self time; waiting threads (an idle thread pool) are left out.
+    are sorted by self time; waiting threads (an idle thread pool) are left out. `ours`: only
+    the lab's own functions (the services' and perflab's), the ones a student can change.
     """
     s = load(path)
     self_t: defaultdict[Frame, float] = defaultdict(float)
@@ -489,8 +498,9 @@ def table(path: Path, top: int = 15) -> pd.DataFrame:
             "self_pct": 100 * t / wall,
             "total_pct": 100 * total_t[f] / wall,
         }
-        for f, t in sorted(self_t.items(), key=lambda kv: kv[1], reverse=True)[:top]
-    ]
+        for f, t in sorted(self_t.items(), key=lambda kv: kv[1], reverse=True)
+        if not ours or _is_ours(f)
+    ][:top]
     columns = ["function", "where", "group", "self_pct", "total_pct"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -512,6 +522,22 @@ def groups(path: Path) -> pd.DataFrame:
         idle = max(0.0, wall - main_busy)
         rows.append({"group": "idle (event loop waiting)", "self_pct": 100 * idle / wall})
     return pd.DataFrame(rows, columns=["group", "self_pct"])
+
+
+def source(function: str, where: str) -> str:
+    """The source of a function a table row names (`function`, `where`), read with `inspect`
+    from the module the service runs: what the profile points at, not a copy of it.
+
+    A function defined inside another (`A.__call__.<locals>.send_wrapper`) shows the function
+    it is defined in. Only the lab's own modules (`perflab_services/...`, `perflab/...`).
+    """
+    if not where.endswith(".py") or not where.startswith(("perflab_services/", "perflab/")):
+        raise ValueError(f"{where}: not one of the lab's own modules")
+    module = importlib.import_module(where.removesuffix(".py").replace("/", "."))
+    obj: object = module
+    for part in function.split(".<locals>.", 1)[0].split("."):
+        obj = getattr(obj, part)
+    return inspect.getsource(obj)  # type: ignore[arg-type]
 
 
 def markdown(df: pd.DataFrame) -> str:

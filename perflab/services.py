@@ -34,6 +34,21 @@ WSGI_APPS = {
     "django": "perflab_services.frameworks.django_app:application",
 }
 GUNICORN_CONF = "python:perflab_services.frameworks.gunicorn_conf"
+# How every uvicorn the lab starts runs (the lab's services, and deploy/entrypoint.py's):
+# - X-Forwarded-For ignored: uvicorn would believe any loopback peer, and here every client is
+#   on loopback; a proxy is trusted only by a service setting (perflab_services/common/clients.py)
+# - request heads bounded in size (64 KiB, a 431 above) and in time (5 s from connecting or from
+#   the head's first byte), which uvicorn's fast parser does not do itself
+#   (perflab_services/common/http.py); 5 s is also uvicorn's idle keep-alive default.
+UVICORN_OPTIONS = [
+    "--http",
+    "perflab_services.common.http:GuardedHttpToolsProtocol",
+    "--no-proxy-headers",
+    "--timeout-keep-alive",
+    "5",
+    "--h11-max-incomplete-event-size",
+    str(64 * 1024),
+]
 
 
 @dataclass
@@ -216,6 +231,7 @@ def _uvicorn_argv(app: str, port: int, workers: int) -> list[str]:
         "--no-access-log",
         "--timeout-graceful-shutdown",
         "3",
+        *UVICORN_OPTIONS,
     ]
 
 

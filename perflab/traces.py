@@ -13,7 +13,8 @@ one merge on `request_id == trace_id`, no bookkeeping. Per request that gives:
 - `network_ms` = `service_ms - server_ms`: what the client waited beyond the server's own time
   (loopback, HTTP parsing on both sides, the event loop picking the request up);
 - `db_ms`: the SQL spans, `db_spans` how many (the N+1 shows as one per row);
-- `cache_ms`: the cache spans, less the SQL run under them on a miss;
+- `cache_ms`: the cache's own time (look-up and store, as the cache timed it; on a miss the
+  cache span also holds the loader, whose SQL counts as `db_ms`);
 - `app_ms` = `server_ms - db_ms - cache_ms`: the rest (framework, serialization, Python; behind
   a gateway also the hop to the catalog).
 """
@@ -107,16 +108,15 @@ def request_parts(spans: pd.DataFrame) -> pd.DataFrame:
     ]
     roots = s[is_root].sort_values("start_unix_nano").drop_duplicates("trace_id")
     sql = s[s["attributes"].map(_is_sql)]
-    is_cache = s["name"].str.startswith("cache ")
-    cache = s[is_cache]
-    # SQL under a cache span is the loader of a miss: time of the database, not of the cache.
-    under_cache = sql[sql["parent_span_id"].isin(set(cache["span_id"]))]
+    cache = s[s["name"].str.startswith("cache ")]
+    # A cache span holds the loader of a miss too (its SQL, its wait for a thread): the cache's
+    # own time is what it measured itself, on the span as `cache.duration_ms`.
+    cache_ms = cache["attributes"].map(lambda a: float(a.get("cache.duration_ms", 0.0)))
     out = roots[["trace_id", "duration_ms"]].rename(columns={"duration_ms": "server_ms"})
     out = out.set_index("trace_id")
     out["db_ms"] = sql.groupby("trace_id")["duration_ms"].sum()
     out["db_spans"] = sql.groupby("trace_id").size()
-    loaded = under_cache.groupby("trace_id")["duration_ms"].sum()
-    out["cache_ms"] = cache.groupby("trace_id")["duration_ms"].sum().sub(loaded, fill_value=0)
+    out["cache_ms"] = cache_ms.groupby(cache["trace_id"]).sum()
     out["spans"] = s.groupby("trace_id").size()
     out["services"] = s.groupby("trace_id")["service"].nunique()
     out = out.fillna({"db_ms": 0.0, "db_spans": 0, "cache_ms": 0.0}).reset_index()
@@ -245,6 +245,7 @@ def waterfall(
     ax.set_yticks(y, labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("ms since the trace started")
+    ax.set_ylabel("span (service: name), children indented")
     more = f" (first {max_rows} of {len(t)} spans)" if len(t) > max_rows else ""
     total = float((t["end_unix_nano"].max() - t["start_unix_nano"].min()) / 1e6)
     ax.set_title(f"trace {trace_id}: {len(t)} spans, {total:.2f} ms{more}", fontsize=10)

@@ -59,3 +59,22 @@ def test_the_license_file_is_the_license_pyproject_names():
     assert text.startswith("MIT License\n")
     assert "Copyright (c) 2026 perflab contributors" in text
     assert 'THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND' in text
+
+
+def test_notebooks_are_linted_and_stripped_for_contributors():
+    """ruff checks and formats the notebooks' code with the rest; `make git-filters` registers the
+    nbstripout filter that .gitattributes names (issue 14: a contributor's outputs never land)."""
+    import subprocess
+    import sys
+
+    ruff = Path(sys.executable).with_name("ruff")
+    listed = subprocess.run(
+        [ruff, "check", "--show-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert "00_quickstart.ipynb" in listed
+    attributes = (ROOT / ".gitattributes").read_text().splitlines()
+    assert "*.ipynb filter=nbstripout" in attributes
+    makefile = (ROOT / "Makefile").read_text()
+    assert "git-filters: install\n\t$(BIN)/nbstripout --install --attributes .gitattributes" in (
+        makefile
+    )

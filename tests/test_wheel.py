@@ -114,6 +114,13 @@ def test_the_wheel_runs_the_demo_from_an_empty_folder(tmp_path: Path) -> None:
     ).stdout.splitlines()  # fmt: skip
     assert Path(where[0]) == site / "perflab" and where[1] == "None", where
     assert Path(where[2]).is_relative_to(site), where
+    # notebooks name files as the repository lays them out; the wheel finds them in its packages
+    shown = subprocess.run(
+        [py, "-c", "from perflab.classroom.show import show_file; "
+                   "print(show_file('loadtests/lab.py', 'LabUser.one_request'))"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert shown.returncode == 0 and "def one_request" in shown.stdout, shown.stderr
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     runtime = [r for r in where[3:] if "extra ==" not in r]
     assert sorted(map(_name, runtime)) == sorted(map(_name, declared)), runtime

@@ -81,7 +81,7 @@ def _highlight(text: str, first_line: int) -> str:
 def _resolve(path: str | Path) -> Path:
     p = Path(path)
     if not p.is_absolute():
-        p = paths.ROOT / p
+        p = paths.installed(p)  # the repository's layout, in a checkout or a wheel
     if not p.is_file():
         raise LabError(f"no source file at {_relative(p)}")
     return p

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
 from perflab_services.catalog.api.routes import admin, auth, categories, ops, products
-from perflab_services.catalog.api.security import current_principal
 from perflab_services.catalog.core import plugins, protection
 from perflab_services.catalog.core.cache import Cache, make_cache
 from perflab_services.catalog.core.config import Settings, get_settings
@@ -24,6 +24,7 @@ from perflab_services.catalog.core.faults import Faults
 from perflab_services.catalog.models import Base
 from perflab_services.catalog.repository import repository_for
 from perflab_services.catalog.service import Catalog
+from perflab_services.common.clients import trust_proxies
 from perflab_services.common.logging import make_logger
 from perflab_services.common.metrics import ServiceMetrics
 from perflab_services.common.middleware import add_observability
@@ -61,7 +62,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.repository_plugin
         else repository_for(settings.queries)
     )
-    faults = Faults.create(metrics.registry if metrics is not None else None, logger)
+    faults = Faults.create(
+        metrics.registry if metrics is not None else None,
+        logger,
+        data_dir=Path(settings.secrets_dir),
+    )
     faults.instrument_engine(db.engine)
     cache = TracedCache(faults.wrap_cache(cache, on_error=count_cache_error))
 
@@ -93,9 +98,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         logger.error("database_error", error=str(exc.orig).splitlines()[0])
         return JSONResponse({"detail": "database unavailable, try again"}, status_code=503)
 
-    readers = [Depends(current_principal)]  # anonymous is fine; a bad token is a 401
-    app.include_router(products.router, dependencies=readers)
-    app.include_router(categories.router, dependencies=readers)
+    # Reads: anonymous is fine, a bad token is a 401 (their routers' `ReaderRoute`).
+    app.include_router(products.router)
+    app.include_router(categories.router)
     app.include_router(ops.router)
     app.include_router(auth.router)
     app.include_router(admin.router)
@@ -103,4 +108,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.middleware_plugin:  # inside the observability layer: it sees the request id
         app.add_middleware(plugins.load(settings.middleware_plugin))
     add_observability(app, settings, logger=logger, metrics=metrics)
+    trust_proxies(app, settings.trusted_proxies)  # outermost: every layer sees the real client
     return app

@@ -70,6 +70,11 @@ SCHEDULE_DELAY_MS = 500
 MAX_STATEMENT = 160
 
 
+# Scrapes and health checks (the lab's scraper, Prometheus: once a second each) are not traced:
+# they would outnumber the traces of a slow load, and nobody asks where their time went.
+UNTRACED = frozenset({"/metrics", "/healthz"})
+
+
 class TracingSettings(Protocol):
     """What tracing reads from a service's `Settings` (catalog and gateway alike)."""
 
@@ -265,7 +270,7 @@ class TracingMiddleware:
         if scope["type"] == "lifespan":
             await self.app(scope, receive, self._flush_at_shutdown(send))
             return
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get("path") in UNTRACED:
             await self.app(scope, receive, send)
             return
         incoming: bytes | None = None
@@ -398,7 +403,8 @@ def span(name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes: Any) -> It
 
 
 class TracedCache:
-    """Wraps a cache (catalog `core/cache.py`) so each look-up is a span with its result.
+    """Wraps a cache (catalog `core/cache.py`) so each look-up is a span with its result and
+    the cache's own time (`cache.duration_ms`).
 
     On a miss the loader's SQL spans sit under the cache span: cache-aside, seen as it runs.
     """
@@ -410,13 +416,18 @@ class TracedCache:
     async def get_or_load(self, key: str, field: str, loader: Callable[[], bytes]) -> bytes:
         if _tracer is None or not _in_request():
             return await self.inner.get_or_load(key, field, loader)  # type: ignore[no-any-return]
+        ctx = context.get()
+        before = ctx.cache_seconds if ctx is not None else 0.0
         with _tracer.start_as_current_span(
             f"cache {self.kind}", attributes={"cache.key": f"{key}:{field}"}
         ) as s:
             value = await self.inner.get_or_load(key, field, loader)
-            ctx = context.get()
-            if ctx is not None and ctx.cache is not None:
-                s.set_attribute("cache.result", ctx.cache)
+            if ctx is not None:
+                if ctx.cache is not None:
+                    s.set_attribute("cache.result", ctx.cache)
+                # The cache's own time (look-up, store), as the cache measured it: the span
+                # also holds the loader on a miss, and its wait for a thread.
+                s.set_attribute("cache.duration_ms", round((ctx.cache_seconds - before) * 1000, 4))
             return value  # type: ignore[no-any-return]
 
     def __getattr__(self, name: str) -> Any:

@@ -1,8 +1,9 @@
 """Every notebook runs top to bottom with a fresh kernel in quick mode, and is committed clean.
 
-Walkthrough notebooks and the exercises' solutions are executed (a solution's check cell asserts
-on what it measured, so a solution that stops solving fails here); exercises are only checked
-for structure, since their student cells are empty on purpose.
+Walkthrough notebooks are executed here. The exercises and their solutions are executed by the
+classroom's round trip (tests/perflab/classroom/test_grading.py: the released exercises fail
+every check, the solutions pass every one; `make check-exercises`); here they are checked for
+structure.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from perflab import paths
 from perflab.classroom import notebooks
 
 ALL = sorted(p for p in paths.NOTEBOOKS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
-RUN = notebooks.all_notebooks()
+RUN = [p for p in notebooks.all_notebooks() if "solutions" not in p.parts]
 EXERCISES = sorted((paths.NOTEBOOKS / "exercises").glob("*.ipynb"))
 WALKTHROUGH = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 # What every walkthrough notebook teaches with (issue 11): objectives and minutes to allow, a
@@ -33,7 +34,7 @@ def _id(p) -> str:
 def test_there_are_notebooks_to_run():
     names = {p.name for p in RUN}
     assert {f"0{i}_" for i in range(1, 10)} <= {n[:3] for n in names}, names
-    assert len(EXERCISES) >= 4
+    assert len(EXERCISES) >= 12
     solutions = {p.name for p in (paths.NOTEBOOKS / "solutions").glob("*.ipynb")}
     assert {p.name for p in EXERCISES} == solutions, "each exercise has a solution of its name"
 
@@ -77,6 +78,11 @@ def test_exercise_has_goal_student_cells_and_a_check(path):
     nb = json.loads(path.read_text())
     text = "".join("".join(c["source"]) for c in nb["cells"])
     assert "## Goal" in text and "checks.check_" in text and "YOUR CODE" in text
+    tags = [c["metadata"].get("tags", []) for c in nb["cells"]]
+    assert sum("answer" in t for t in tags) == 1 and sum("check" in t for t in tags) == 1
+    check = next(c for c in nb["cells"] if "check" in c["metadata"].get("tags", []))
+    # Thresholds live in the package: the check cell passes the student's code and nothing else.
+    assert "=" not in "".join(check["source"]).split("(", 1)[1], check["source"]
 
 
 @pytest.mark.slow  # notebooks start services and drive Locust
@@ -100,23 +106,6 @@ def _report_timings():
         total = time.monotonic() - start
         print(f"\nnotebooks in quick mode: {sum(TIMINGS.values()):.0f} s ({total:.0f} s wall)")
         print("\n".join(lines))
-
-
-@pytest.mark.slow
-@pytest.mark.notebook
-@pytest.mark.parametrize("path", EXERCISES, ids=_id)
-def test_exercise_runs_up_to_its_check_and_fails_there(path, artifacts):
-    """An exercise as committed is not solved: every cell runs, and the check cell fails."""
-    out = artifacts / "notebooks" / path.relative_to(paths.NOTEBOOKS)
-    with pytest.raises(notebooks.NotebookError):
-        notebooks.execute(path, notebooks.quick_parameters(), timeout=240, output=out)
-    nb = json.loads(out.read_text())
-    failed = [
-        "".join(c["source"])
-        for c in nb["cells"]
-        if any(o.get("output_type") == "error" for o in c.get("outputs", []))
-    ]
-    assert len(failed) == 1 and "checks.check_" in failed[0], failed
 
 
 @pytest.mark.slow  # starts a kernel

@@ -20,6 +20,7 @@ SUBCOMMANDS = [
     "capacity",
     "worker",
     "notebooks",
+    "classroom",
 ]
 
 

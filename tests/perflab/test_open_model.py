@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -46,3 +48,44 @@ def test_two_workers_split_the_rate_and_merge_samples(target, tmp_path: Path) ->
     g = np.diff(np.sort(m["t_intended"].to_numpy()))
     assert abs(np.median(g) - 0.025) < 0.005  # interleaved, not in bursts of two
     assert m["ok"].all()
+
+
+def _worker_pids() -> list[int]:
+    """Our Locust workers (children of this test process), by pid."""
+    me, found = str(os.getpid()), []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if stat[stat.rfind(")") + 2 :].split()[1] == me and b"--worker" in cmd:
+            found.append(int(pid))
+    return found
+
+
+def test_a_worker_that_dies_mid_run_is_named_and_the_run_keeps_its_samples(
+    target, tmp_path: Path
+) -> None:
+    t = target("sleep", 5)
+    prof = LoadProfile(model="open", rate=40, users=10, duration=12, warmup=1, workers=2)
+    killed: list[int] = []
+    seen = tmp_path / "samples-load.csv"
+
+    def kill_one_worker() -> None:  # once samples arrive, kill a worker we started, by pid
+        if not killed and seen.exists() and seen.stat().st_size > 2000:
+            pids = _worker_pids()
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+
+    result = run_load(t.url, [Endpoint("GET /", "/")], prof, tmp_path, progress=False,
+                      on_tick=kill_one_worker)  # fmt: skip
+    assert killed, "no worker was found to kill"
+    silent = [w for w in result.workers if w["silent"]]
+    print(f"\nworkers: {result.workers}")
+    assert len(silent) == 1 and silent[0]["worker"].endswith(f":{killed[0]}")
+    assert silent[0]["samples"] > 0  # what it sent before it died is kept
+    kept = result.samples[result.samples["worker"] == silent[0]["worker"]]
+    assert len(kept) == silent[0]["samples"]
+    assert len(result.samples) == sum(w["samples"] for w in result.workers)

@@ -220,3 +220,18 @@ def test_profiling_is_off_by_default(tmp_path: Path):
 
     args = build_parser().parse_args(["run", "caching"])
     assert args.profile is False
+
+
+def test_ours_keeps_the_labs_own_functions_and_source_reads_them(tmp_path):
+    path = _sampled(tmp_path)
+    assert set(profiling.table(path, ours=True)["function"]) == {
+        "MemoryCache.get_or_load",
+        "get_product",
+    }
+    code = profiling.source(
+        "ObservabilityMiddleware.__call__.<locals>.send_wrapper",
+        "perflab_services/common/middleware.py",
+    )
+    assert code.lstrip().startswith("async def __call__") and "send_wrapper" in code
+    with pytest.raises(ValueError, match="not one of the lab's own modules"):
+        profiling.source("APIRouter.app", "fastapi/routing.py")

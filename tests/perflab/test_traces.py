@@ -108,7 +108,15 @@ def test_request_parts_and_typical_split() -> None:
     spans = pd.DataFrame(
         [
             _span("a" * 32, "1", "x", "server", 10.0),
-            _span("a" * 32, "2", "1", "internal", 4.0, name="cache memory"),
+            _span(
+                "a" * 32,
+                "2",
+                "1",
+                "internal",
+                4.0,
+                name="cache memory",
+                attributes={"cache.duration_ms": 1.0},
+            ),
             _span("a" * 32, "3", "2", "client", 3.0, **db),  # the loader of a miss
             _span("a" * 32, "4", "1", "client", 1.0, **db),
             _span("b" * 32, "5", "y", "server", 2.0),

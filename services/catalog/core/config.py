@@ -64,8 +64,15 @@ class Settings(BaseSettings):
     rate_limit_enabled: bool = True
     rate_limit_per_second: float = Field(50.0, gt=0)
     rate_limit_burst: int = Field(100, ge=1)
+    # Logins (`POST /auth/token`, tens of ms of scrypt each) have buckets of their own, per
+    # client and per username, checked before any hashing; on with the rate limit.
+    login_rate_per_second: float = Field(0.5, gt=0)
+    login_burst: int = Field(10, ge=1)
     # Request bodies above this many bytes get a 413 before the app reads them.
     max_body_bytes: int = Field(64 * 1024, ge=1)
+    # Proxies allowed to name the client with X-Forwarded-For (addresses or networks, comma-
+    # separated; "" trusts none): services/common/clients.py.
+    trusted_proxies: str = ""
 
     @property
     def variant(self) -> str:

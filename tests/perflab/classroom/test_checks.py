@@ -89,23 +89,22 @@ LOG_RANDOM_IDS = (
 
 
 @pytest.mark.slow
-def test_request_log(database_url, tmp_path):
+def test_request_log_solution_passes(database_url, tmp_path):
     solved = plugin(answer_cell("04_request_log", True), tmp_path, "RequestLog")
     result = checks.check_request_log(solved, database_url)
     assert result.measured["without_line"] == 0 and 404 in result.measured["statuses"]
-    start = plugin(answer_cell("04_request_log", False), tmp_path, "RequestLog")
-    fails(checks.check_request_log, start, database_url, match="no JSON line")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "case, says",
+    [("start", "no JSON line"), (LOG_AT_START, "status"), (LOG_RANDOM_IDS, "no JSON line")],
+    ids=["starting-point", "logged-before-the-answer", "made-up-ids"],
+)
+def test_request_log_gamed_fails(database_url, tmp_path, case, says):
+    source = answer_cell("04_request_log", False) if case == "start" else case
     fails(
-        checks.check_request_log,
-        plugin(LOG_AT_START, tmp_path, "RequestLog"),
-        database_url,
-        match="status",
-    )
-    fails(
-        checks.check_request_log,
-        plugin(LOG_RANDOM_IDS, tmp_path, "RequestLog"),
-        database_url,
-        match="no JSON line",
+        checks.check_request_log, plugin(source, tmp_path, "RequestLog"), database_url, match=says
     )
 
 
@@ -150,6 +149,13 @@ class Repository(NaiveRepository):
                     count=n, mean=None if mean is None else round(mean, 3))))
         return schemas.ProductPage(items=items)
 """
+REPO_DELEGATES = """
+from perflab_services.catalog.repository import NaiveRepository, OptimizedRepository
+
+class Repository(NaiveRepository):
+    def list_products(self, s, f):  # the shipped answer, not the student's
+        return OptimizedRepository().list_products(s, f)
+"""
 REPO_EMPTY = """
 from perflab_services.catalog import schemas
 from perflab_services.catalog.repository import NaiveRepository
@@ -161,20 +167,33 @@ class Repository(NaiveRepository):
 
 
 @pytest.mark.slow
-def test_n_plus_one(database_url, tmp_path):
+def test_n_plus_one_solution_passes(database_url, tmp_path):
     solved = plugin(answer_cell("05_n_plus_one", True), tmp_path, "Repository")
     result = checks.check_n_plus_one(solved, database_url)
     assert result.measured["max_queries"] <= 3 and result.measured["requests"] > 0
-    start = plugin(answer_cell("05_n_plus_one", False), tmp_path, "Repository")
-    fails(checks.check_n_plus_one, start, database_url, match="SQL statements")
-    for gamed, says in [
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "case, says",
+    [
+        ("start", "SQL statements"),
         (REPO_PRECOMPUTED, "stale"),
         (REPO_RAW_SQL_LOOP, "SQL statements"),
         (REPO_EMPTY, "differs"),
-    ]:
-        fails(
-            checks.check_n_plus_one, plugin(gamed, tmp_path, "Repository"), database_url, match=says
-        )
+        (REPO_DELEGATES, "answered 500"),
+    ],
+    ids=[
+        "starting-point",
+        "precomputed-at-start-up",
+        "raw-sql-in-a-loop",
+        "empty-page",
+        "delegates-to-the-shipped-code",
+    ],
+)
+def test_n_plus_one_gamed_fails(database_url, tmp_path, case, says):
+    source = answer_cell("05_n_plus_one", False) if case == "start" else case
+    fails(checks.check_n_plus_one, plugin(source, tmp_path, "Repository"), database_url, match=says)
 
 
 @pytest.mark.slow
@@ -309,21 +328,29 @@ CACHE_NO_INVALIDATION = (
 
 
 @pytest.mark.slow
-def test_cache(database_url, tmp_path):
+def test_cache_solution_passes(database_url, tmp_path):
     solved = plugin(answer_cell("06_cache_aside", True), tmp_path, "MyCache")
     result = checks.check_cache(solved, database_url)
     assert result.measured["hit_ratio"] >= checks.MIN_HIT_RATIO
     assert result.measured["wrong_pages"] == 0 and result.measured["recent_kept"]
-    start = plugin(answer_cell("06_cache_aside", False), tmp_path, "MyCache")
-    fails(checks.check_cache, start, database_url, match="cache it")
-    for gamed, says in [
-        (CACHE_ONE_SLOT, "evicted before older ones|wrong"),
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "case, says",
+    [
+        ("start", "cache it"),
+        (CACHE_ONE_SLOT, "still cached|wrong"),
         (CACHE_FOREVER, "still cached"),
         (CACHE_UNBOUNDED, "still cached"),
         (CACHE_FIFO, "least recently"),
         (CACHE_NO_INVALIDATION, "stale"),
-    ]:
-        fails(checks.check_cache, plugin(gamed, tmp_path, "MyCache"), database_url, match=says)
+    ],
+    ids=["starting-point", "one-slot", "forever", "unbounded", "fifo", "no-invalidation"],
+)
+def test_cache_gamed_fails(database_url, tmp_path, case, says):
+    source = answer_cell("06_cache_aside", False) if case == "start" else case
+    fails(checks.check_cache, plugin(source, tmp_path, "MyCache"), database_url, match=says)
 
 
 # --- 06 single-flight -------------------------------------------------------------------------
@@ -349,18 +376,21 @@ class MyCache:
 
 
 @pytest.mark.slow
-def test_single_flight(database_url, tmp_path):
+def test_single_flight_solution_passes(database_url, tmp_path):
     solved = plugin(answer_cell("06_single_flight", True), tmp_path, "MyCache")
     result = checks.check_single_flight(solved, database_url)
     assert result.measured["loads"] == 1
-    start = plugin(answer_cell("06_single_flight", False), tmp_path, "MyCache")
-    fails(checks.check_single_flight, start, database_url, match="one load")
-    fails(
-        checks.check_single_flight,
-        plugin(FLIGHT_ONE_VALUE, tmp_path, "MyCache"),
-        database_url,
-        match="differ",
-    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "case, says",
+    [("start", "one load"), (FLIGHT_ONE_VALUE, "differ")],
+    ids=["starting-point", "one-value-for-all"],
+)
+def test_single_flight_gamed_fails(database_url, tmp_path, case, says):
+    source = answer_cell("06_single_flight", False) if case == "start" else case
+    fails(checks.check_single_flight, plugin(source, tmp_path, "MyCache"), database_url, match=says)
 
 
 # --- 07 validation ----------------------------------------------------------------------------
