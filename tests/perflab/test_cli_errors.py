@@ -21,6 +21,7 @@ SUBCOMMANDS = [
     "worker",
     "notebooks",
     "classroom",
+    "scale",
 ]
 
 
