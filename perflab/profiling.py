@@ -25,8 +25,6 @@ time, so a service whose event loop idles half the time shows about 50% busy plu
 from __future__ import annotations
 
 import html
-import importlib
-import inspect
 import json
 import os
 import re
@@ -524,20 +522,17 @@ def groups(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["group", "self_pct"])
 
 
-def source(function: str, where: str) -> str:
-    """The source of a function a table row names (`function`, `where`), read with `inspect`
-    from the module the service runs: what the profile points at, not a copy of it.
+def definition(function: str, where: str) -> tuple[str, str]:
+    """The module and qualified name of the definition a table row (`function`, `where`)
+    points at, to show its source: `show_file(source_path(module), qualname)`
+    (`perflab.classroom.show`), read from the file the service runs.
 
-    A function defined inside another (`A.__call__.<locals>.send_wrapper`) shows the function
-    it is defined in. Only the lab's own modules (`perflab_services/...`, `perflab/...`).
+    A function defined inside another (`A.__call__.<locals>.send_wrapper`) points at the
+    function it is defined in. Only the lab's own modules (`perflab_services/...`, `perflab/...`).
     """
     if not where.endswith(".py") or not where.startswith(("perflab_services/", "perflab/")):
         raise ValueError(f"{where}: not one of the lab's own modules")
-    module = importlib.import_module(where.removesuffix(".py").replace("/", "."))
-    obj: object = module
-    for part in function.split(".<locals>.", 1)[0].split("."):
-        obj = getattr(obj, part)
-    return inspect.getsource(obj)  # type: ignore[arg-type]
+    return where.removesuffix(".py").replace("/", "."), function.split(".<locals>.", 1)[0]
 
 
 def markdown(df: pd.DataFrame) -> str:

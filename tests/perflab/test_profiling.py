@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from perflab import profiling
+from perflab.classroom.show import show_file, source_path
 from perflab.lab import Lab
 from perflab.results import Run
 from perflab.services import start_service
@@ -228,10 +229,15 @@ def test_ours_keeps_the_labs_own_functions_and_source_reads_them(tmp_path):
         "MemoryCache.get_or_load",
         "get_product",
     }
-    code = profiling.source(
+    module, qualname = profiling.definition(
         "ObservabilityMiddleware.__call__.<locals>.send_wrapper",
         "perflab_services/common/middleware.py",
     )
-    assert code.lstrip().startswith("async def __call__") and "send_wrapper" in code
+    assert (module, qualname) == (
+        "perflab_services.common.middleware",
+        "ObservabilityMiddleware.__call__",
+    )
+    code = str(show_file(source_path(module), qualname))
+    assert "async def __call__" in code and "send_wrapper" in code
     with pytest.raises(ValueError, match="not one of the lab's own modules"):
-        profiling.source("APIRouter.app", "fastapi/routing.py")
+        profiling.definition("APIRouter.app", "fastapi/routing.py")
