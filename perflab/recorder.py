@@ -35,7 +35,6 @@ import random
 import socket
 import threading
 import time
-import uuid
 from pathlib import Path
 
 COLUMNS = [
@@ -170,9 +169,12 @@ class Schedule:
 
 
 def new_request_id() -> str:
-    """A request id that is also a valid W3C trace id (32 lowercase hex digits, not all zero:
-    a version-4 UUID always has a 4 in it), so a trace can reuse it as its trace id."""
-    return uuid.uuid4().hex
+    """A request id that is also a valid W3C trace id: 128 random bits as 32 lowercase hex
+    digits, so a trace can reuse it as its trace id. Not a UUID: a version-4 UUID fixes the top
+    bits of its lower half, and ratio samplers decide on exactly those 64 bits (OpenTelemetry's
+    `TraceIdRatioBased` would then keep no request at a ratio under one half)."""
+    rid = os.urandom(16).hex()
+    return rid if int(rid[16:], 16) else new_request_id()
 
 
 def traceparent_for(request_id: str) -> str | None:

@@ -141,3 +141,19 @@ def test_request_parts_and_typical_split() -> None:
     split = traces.typical_split(joined)
     total = split[["client_wait_ms", "network_ms", "app_ms", "db_ms", "cache_ms"]].sum(axis=1)
     assert float((total - split["latency_ms"]).abs().max()) < 1e-9
+
+
+def test_request_ids_sample_at_the_ratio_asked() -> None:
+    """A ratio sampler decides on the trace id's lower 64 bits; the load generator's request
+    ids (= trace ids) must be random there, or 10% sampling keeps none (as UUIDs did)."""
+    from opentelemetry.sdk.trace.sampling import Decision, TraceIdRatioBased
+
+    from perflab.recorder import new_request_id
+
+    sampler = TraceIdRatioBased(0.1)
+    kept = sum(
+        sampler.should_sample(None, int(new_request_id(), 16), "GET").decision
+        == Decision.RECORD_AND_SAMPLE
+        for _ in range(4000)
+    )
+    assert 250 < kept < 550, kept
