@@ -143,3 +143,16 @@ def test_finds_the_capacity_of_a_server_that_serves_n_per_second(n_per_second_se
     assert (run_dir / "capacity.png").stat().st_size > 0
     assert len(list((run_dir / "raw").glob("samples-target-*rps.csv"))) == len(steps)
     assert capacity.SLO(**doc["slo"]) == SLO(95, 250, 0.01)
+
+
+def test_bad_capacity_input_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, says in [
+        (["capacity", "caching", "--slo", "p95>1ms"], "SLO 'p95>1ms' not understood"),
+        (["capacity"], "give an EXPERIMENT, or --host URL"),
+        (["capacity", "--host", "http://127.0.0.1:1"], "--host needs --path"),
+        (["capacity", "--host", "http://10.1.2.3:80", "--path", "/"], "not a loopback"),
+        (["capacity", "caching", "--step-warmup", "9"], "--step-warmup must be shorter"),
+    ]:
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and says in err, err

@@ -8,7 +8,19 @@ import pytest
 
 from perflab.cli import build_parser, main
 
-SUBCOMMANDS = ["demo", "run", "serve", "data", "load", "report", "compare", "ui"]
+SUBCOMMANDS = [
+    "demo",
+    "run",
+    "serve",
+    "data",
+    "load",
+    "report",
+    "compare",
+    "ui",
+    "capacity",
+    "scale",
+    "worker",
+]
 
 
 def test_all_subcommands_have_help(capsys) -> None:
