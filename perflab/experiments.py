@@ -57,20 +57,14 @@ class Experiment:
         return other
 
 
-# Settings every variant of an experiment shares, recorded in the manifest with the rest: the
-# lab's load comes from one IP at hundreds of requests/s, so the catalog's per-client rate limit
-# (services/catalog/core/ratelimit.py) would turn the measurement into one of 429s. Off, it
-# costs nothing and measures nothing.
-UNLIMITED = {"rate_limit_enabled": False}
-
 EXPERIMENTS: dict[str, Experiment] = {
     "queries": Experiment(
         name="queries",
         title="Query optimization: N+1 and missing indexes vs eager loading and indexes",
         question="What do eager loading, SQL aggregates and indexes buy on GET /products?",
         variants=[
-            Variant("naive", {"queries": "naive", "cache": "none", **UNLIMITED}),
-            Variant("optimized", {"queries": "optimized", "cache": "none", **UNLIMITED}),
+            Variant("naive", {"queries": "naive", "cache": "none"}),
+            Variant("optimized", {"queries": "optimized", "cache": "none"}),
         ],
         mix=[Endpoint("GET /products", "/products?limit=20&category={category}")],
         profile=LoadProfile(model="closed", users=8, duration=30, warmup=5),
@@ -81,9 +75,9 @@ EXPERIMENTS: dict[str, Experiment] = {
         title="Caching: none vs in-process vs Redis, cache-aside with TTL",
         question="What does a cache buy on GET /products/{id} under Zipf-popular traffic?",
         variants=[
-            Variant("none", {"queries": "optimized", "cache": "none", **UNLIMITED}),
-            Variant("memory", {"queries": "optimized", "cache": "memory", **UNLIMITED}),
-            Variant("redis", {"queries": "optimized", "cache": "redis", **UNLIMITED}),
+            Variant("none", {"queries": "optimized", "cache": "none"}),
+            Variant("memory", {"queries": "optimized", "cache": "memory"}),
+            Variant("redis", {"queries": "optimized", "cache": "redis"}),
         ],
         mix=[Endpoint("GET /products/{id}", "/products/{product}")],
         profile=LoadProfile(model="closed", users=8, duration=30, warmup=5),
@@ -94,16 +88,17 @@ EXPERIMENTS: dict[str, Experiment] = {
         title="Instrumentation: what logs, metrics and timing headers cost",
         question="How much throughput and latency does observability cost on a cached read?",
         variants=[
-            Variant("on", {"queries": "optimized", "cache": "memory", **UNLIMITED}),
+            # Tracing has its own experiment (`tracing`): off here, in both.
+            Variant("on", {"queries": "optimized", "cache": "memory", "tracing": "off"}),
             Variant(
                 "off",
                 {
                     "queries": "optimized",
                     "cache": "memory",
+                    "tracing": "off",
                     "log_enabled": False,
                     "metrics_enabled": False,
                     "headers_enabled": False,
-                    **UNLIMITED,
                 },
             ),
         ],
@@ -111,15 +106,43 @@ EXPERIMENTS: dict[str, Experiment] = {
         profile=LoadProfile(model="closed", users=8, duration=30, warmup=5),
         quick_profile=LoadProfile(model="closed", users=4, duration=8, warmup=2),
     ),
+    "tracing": Experiment(
+        name="tracing",
+        title="Tracing: what OpenTelemetry spans cost, off vs sampled 10% vs always",
+        question="How much throughput and latency does tracing every request cost?",
+        variants=[
+            Variant("off", {"queries": "optimized", "cache": "memory", "tracing": "off"}),
+            Variant(
+                "sampled",
+                {
+                    "queries": "optimized",
+                    "cache": "memory",
+                    "tracing": "ratio",
+                    "trace_ratio": 0.1,
+                },
+            ),
+            Variant(
+                "always",
+                {"queries": "optimized", "cache": "memory", "tracing": "always"},
+            ),
+        ],
+        mix=[Endpoint("GET /products/{id}", "/products/{product}")],
+        profile=LoadProfile(model="closed", users=8, duration=30, warmup=5),
+        quick_profile=LoadProfile(model="closed", users=4, duration=8, warmup=2),
+        notes=[
+            "Cache hits: the cheapest request the catalog serves, so the spans' share is largest.",
+            "The lab traces every request by default (spans.jsonl); this measures what that costs.",
+        ],
+    ),
     "tls": Experiment(
         name="tls",
         title="TLS: what encryption in transit costs per request",
         question="How much latency and throughput does HTTPS cost on a cheap, cached endpoint?",
         variants=[
-            Variant("http", {"queries": "optimized", "cache": "memory", **UNLIMITED}),
+            Variant("http", {"queries": "optimized", "cache": "memory"}),
             # `tls` is not a service setting but a way of starting it: the lab serves HTTPS with
             # its self-signed certificate and the load verifies against it.
-            Variant("https", {"queries": "optimized", "cache": "memory", "tls": True, **UNLIMITED}),
+            Variant("https", {"queries": "optimized", "cache": "memory", "tls": True}),
         ],
         mix=[Endpoint("GET /products/{id}", "/products/{product}")],
         profile=LoadProfile(model="closed", users=8, duration=30, warmup=5),
@@ -137,6 +160,26 @@ EXPERIMENTS: dict[str, Experiment] = {
             Variant("django", {}, service="django"),
             Variant("fastapi-def", {}, service="fastapi-def"),
             Variant("fastapi-async", {}, service="fastapi-async"),
+        ],
+        mix=[Endpoint("GET /products/{id}", "/products/{product}")],
+        profile=LoadProfile(model="closed", users=8, duration=30, warmup=5),
+        quick_profile=LoadProfile(model="closed", users=4, duration=8, warmup=2),
+    ),
+    "gateway": Experiment(
+        name="gateway",
+        title="Monolith vs microservices: the same product page direct and through the gateway",
+        question="What does one network hop through the gateway cost on the product page?",
+        # `direct` is the page served in-process by the service that owns the data (what a
+        # monolith does); `via-gateway` is the same catalog, same settings, behind the gateway
+        # that a microservice front door adds: one more HTTP request, parse and serialization.
+        # A memory cache makes the catalog's own work small, so the hop is what is measured.
+        variants=[
+            Variant("direct", {"queries": "optimized", "cache": "memory"}),
+            Variant(
+                "via-gateway",
+                {"queries": "optimized", "cache": "memory"},
+                service="gateway",
+            ),
         ],
         mix=[Endpoint("GET /products/{id}", "/products/{product}")],
         profile=LoadProfile(model="closed", users=8, duration=30, warmup=5),

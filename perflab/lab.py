@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,33 @@ from perflab.services import ServiceHandle, start_service
 
 def _env_value(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+# What the lab decides for a service unless the caller says otherwise. The lab measures speed,
+# and its load comes from one IP at hundreds of requests/s: the catalog's per-client rate limit
+# (on by default in the service, services/catalog/core/ratelimit.py) would turn a measurement
+# into one of 429s, so lab-started catalogs run without it. It lands in the service's env, which
+# the run's manifest records for every variant.
+LAB_DEFAULTS: dict[str, dict[str, object]] = {"catalog": {"rate_limit_enabled": False}}
+
+
+def service_env(service: str, settings: Mapping[str, object]) -> dict[str, str]:
+    """The environment that starts `service` with a variant's `settings`.
+
+    The one place a variant becomes a service's environment: `queries="naive"` on the catalog
+    is `CATALOG_QUERIES=naive`, booleans are `true`/`false`, and the lab's defaults
+    (`LAB_DEFAULTS`) apply unless `settings` overrides them. `Lab.service` and the test
+    fixtures call it.
+    """
+    prefix = service.upper().replace("-", "_")
+    merged = {**LAB_DEFAULTS.get(service, {}), **settings}
+    return {f"{prefix}_{key.upper()}": _env_value(value) for key, value in merged.items()}
+
+
+def _profile_dir(profile: bool | Path, log_dir: Path) -> Path | None:
+    if profile is False:
+        return None
+    return log_dir / "profiles" if profile is True else Path(profile)
 
 
 def default_database_url(size: str) -> str:
@@ -76,16 +104,12 @@ class Lab:
 
     # --- services -------------------------------------------------------------------------
     def catalog_env(self, **settings: object) -> dict[str, str]:
-        # The lab measures speed: the catalog's per-client rate limit (on by default in the
-        # service) is off for lab-started services unless a caller turns it on, so load from
-        # one IP is never measured as 429s. The value is in the env the manifest records.
-        settings.setdefault("rate_limit_enabled", False)
-        env = {"CATALOG_DATABASE_URL": self.database_url}
-        for key, value in settings.items():
-            env[f"CATALOG_{key.upper()}"] = _env_value(value)
+        """The catalog's environment: `service_env` with the lab's database (and its Redis when
+        the variant caches in Redis)."""
+        full: dict[str, object] = {"database_url": self.database_url, **settings}
         if settings.get("cache") == "redis":
-            env["CATALOG_REDIS_URL"] = self.redis_url
-        return env
+            full["redis_url"] = self.redis_url
+        return service_env("catalog", full)
 
     def service(
         self,
@@ -97,6 +121,7 @@ class Lab:
         env: dict[str, str] | None = None,
         log_dir: Path | None = None,
         tls: bool = False,
+        profile: bool | Path = False,
         **settings: object,
     ) -> ServiceHandle:
         """Start a service variant: `lab.service("catalog", queries="naive", cache="redis")`.
@@ -105,42 +130,67 @@ class Lab:
         `catalog_url` the lab starts a catalog for it, with the catalog settings among
         `settings` (`lab.service("gateway", queries="naive", retries=0)`); stopping the gateway
         stops that catalog too.
+
+        `profile=True` (or a folder) attaches the lab's sampling profiler while the service
+        runs; `handle.profiles` lists its files (in `profiles/` of the log folder) after `stop()`.
         """
+        log_dir = log_dir or self.log_dir
+        options: dict[str, Any] = {
+            "label": label,
+            "port": port,
+            "workers": workers,
+            "tls": tls,
+            "profile": _profile_dir(profile, log_dir),
+        }
         if name == "catalog":
             self.ensure_data()
-            full_env = {**self.catalog_env(**settings), **(env or {})}
-            upstreams: list[ServiceHandle] = []
-        else:
-            upstreams = []
-            if name == "gateway" and not settings.get("catalog_url"):
-                from perflab_services.catalog.core.config import Settings as CatalogSettings
-
-                catalog_keys = set(CatalogSettings.model_fields) - {"log_file", "service_name"}
-                catalog_settings: dict[str, Any] = {
-                    k: settings.pop(k) for k in list(settings) if k in catalog_keys
-                }
-                catalog = self.service(
-                    "catalog",
-                    label=f"{label or name}-catalog",
-                    log_dir=log_dir,
-                    workers=workers,
-                    **catalog_settings,
-                )
-                self.services.remove(catalog)  # owned by the gateway handle from now on
-                upstreams.append(catalog)
-                settings["catalog_url"] = catalog.url
-            full_env = {f"{name.upper()}_{k.upper()}": _env_value(v) for k, v in settings.items()}
-            full_env.update(env or {})
-        try:
-            handle = start_service(
-                name,
-                full_env,
-                log_dir or self.log_dir,
-                label=label,
-                port=port,
-                workers=workers,
-                tls=tls,
+            return self._start(
+                name, {**self.catalog_env(**settings), **(env or {})}, log_dir, [], **options
             )
+        if name == "gateway" and not settings.get("catalog_url"):
+            return self._gateway_with_catalog(settings, env, log_dir, **options)
+        return self._start(
+            name, {**service_env(name, settings), **(env or {})}, log_dir, [], **options
+        )
+
+    def _gateway_with_catalog(
+        self,
+        settings: dict[str, object],
+        env: dict[str, str] | None,
+        log_dir: Path,
+        **options: Any,
+    ) -> ServiceHandle:
+        """A gateway and the catalog started for it, with the catalog settings among `settings`;
+        the gateway's handle owns the catalog (stopping one stops both)."""
+        from perflab_services.catalog.core.config import Settings as CatalogSettings
+
+        catalog_keys = set(CatalogSettings.model_fields) - {"log_file", "service_name"}
+        catalog_settings: dict[str, Any] = {
+            k: settings.pop(k) for k in list(settings) if k in catalog_keys
+        }
+        catalog = self.service(
+            "catalog",
+            label=f"{options['label'] or 'gateway'}-catalog",
+            log_dir=log_dir,
+            workers=options["workers"],
+            profile=options["profile"] or False,
+            **catalog_settings,
+        )
+        self.services.remove(catalog)  # owned by the gateway handle from now on
+        gateway_env = service_env("gateway", {**settings, "catalog_url": catalog.url})
+        return self._start("gateway", {**gateway_env, **(env or {})}, log_dir, [catalog], **options)
+
+    def _start(
+        self,
+        name: str,
+        env: dict[str, str],
+        log_dir: Path,
+        upstreams: list[ServiceHandle],
+        **options: Any,
+    ) -> ServiceHandle:
+        """Start one service; if it fails, stop the `upstreams` started for it."""
+        try:
+            handle = start_service(name, env, log_dir, **options)
         except BaseException:
             for upstream in upstreams:
                 upstream.stop()
@@ -168,4 +218,4 @@ class Lab:
             self.close()
 
 
-__all__ = ["Lab", "LabError", "default_database_url"]
+__all__ = ["LAB_DEFAULTS", "Lab", "LabError", "default_database_url", "service_env"]

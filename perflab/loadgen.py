@@ -137,10 +137,10 @@ def start_locust(spec: LocustSpec, log: Path) -> list[ManagedProcess]:
     if spec.distributed and spec.master_port is None:
         spec.master_port = free_port()
     env = {"PYTHONUNBUFFERED": "1"}
-    procs = [spawn("locust", locust_command(spec), env=env, output=log, cwd=paths.ROOT)]
+    procs = [spawn("locust", locust_command(spec), env=env, output=log)]
     for i in range(spec.local_workers):
         argv, out = locust_command(spec, worker=True), log.with_name(f"{log.stem}-worker{i}.log")
-        procs.append(spawn(f"locust-worker-{i}", argv, env=env, output=out, cwd=paths.ROOT))
+        procs.append(spawn(f"locust-worker-{i}", argv, env=env, output=out))
     return procs
 
 

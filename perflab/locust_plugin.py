@@ -14,8 +14,9 @@ The lab's own locustfiles import it. What it adds to a Locust process:
 - `--perflab-samples PATH`: where to write the samples (a distributed worker appends its pid;
   the master records nothing, its workers do). Without it nothing is recorded.
 - Every request made through `HttpUser`'s or `FastHttpUser`'s client carries an `X-Request-ID`
-  (unless it has one), a valid W3C trace id, recorded with the sample: a slow request can be
-  found in the service's log. `request_headers` is the one place that decides these headers.
+  (unless it has one), a valid W3C trace id, recorded with the sample, and a W3C `traceparent`
+  with that trace id: a slow request can be found in the service's log and its trace.
+  `request_headers` is the one place that decides these headers.
 - `--perflab-host-header NAME`: the `Host` header for requests to Locust's host, when the
   harness hands Locust the address it checked instead of a name (`perflab.loopback`).
 - For locustfiles that schedule arrivals (the open model): `intended_context` tells the
@@ -46,7 +47,7 @@ from locust import events
 from locust.clients import HttpSession
 from locust.contrib.fasthttp import FastHttpSession
 
-from perflab.recorder import Recorder, new_request_id
+from perflab.recorder import Recorder, new_request_id, traceparent_for
 from perflab_services.common.watchdog import start_parent_watchdog
 
 # Keys this plugin reads from a request's `context` (Locust passes it to events.request).
@@ -315,6 +316,8 @@ def request_headers(headers: Mapping[str, str] | None, url: str) -> tuple[dict[s
     if rid is None:
         rid = new_request_id()
         out["X-Request-ID"] = rid
+    if "traceparent" not in lower and (tp := traceparent_for(str(rid))):
+        out["traceparent"] = tp
     if _host_header and "host" not in lower and "://" not in url:
         out["Host"] = _host_header
     return out, str(rid)

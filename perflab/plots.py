@@ -19,6 +19,8 @@ import pandas as pd
 from matplotlib.axis import Axis
 from matplotlib.ticker import FuncFormatter
 
+from perflab import traces
+
 if TYPE_CHECKING:
     from perflab.results import Run
 
@@ -204,11 +206,36 @@ def service_metrics(metrics: pd.DataFrame, experiment: str) -> plt.Figure | None
     return fig
 
 
+def slowest_trace(samples: pd.DataFrame, spans: pd.DataFrame, experiment: str) -> plt.Figure | None:
+    """The waterfall of the experiment's slowest traced request (None without spans)."""
+    if spans.empty or "experiment" not in spans.columns:
+        return None
+    mine = spans[spans["experiment"] == experiment]
+    joined = traces.join_spans(samples[samples["experiment"] == experiment], mine)
+    if joined.empty:
+        return None
+    slow = traces.slowest(joined, 1).iloc[0]
+    rows = min(int(slow["spans"]), 40)
+    fig, ax = plt.subplots(figsize=(10, 0.28 * rows + 2))
+    traces.waterfall(mine, str(slow["request_id"]), ax, max_rows=40)
+    ax.set_title(
+        f"{experiment}: the slowest traced request ({slow['variant']}, "
+        f"{slow['latency_ms']:.1f} ms at the client)\n{ax.get_title()}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return fig
+
+
 def figures(run: Run) -> dict[str, plt.Figure]:
     out: dict[str, plt.Figure] = {}
     if run.samples.empty:
         return out
+    spans = traces.read_spans(run)
     for exp in run.summary["experiment"].unique():
+        fig = slowest_trace(run.samples, spans, exp)
+        if fig is not None:
+            out[f"{exp}-slowest-trace"] = fig
         out[f"{exp}-percentiles"] = percentiles(run.summary, exp)
         out[f"{exp}-cdf"] = cdf(run.samples, exp)
         out[f"{exp}-timeline"] = timeline(run.samples, exp)

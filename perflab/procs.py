@@ -1,20 +1,28 @@
 """Child processes that never outlive the lab.
 
 Every service, Redis and Locust process the lab starts goes through `spawn`:
-- on Linux the kernel sends it SIGKILL when the lab dies, even by SIGKILL (PR_SET_PDEATHSIG);
+- on Linux the kernel sends it SIGKILL when the lab dies, even by SIGKILL (PR_SET_PDEATHSIG, set
+  by util-linux's `setpriv --pdeathsig KILL`, which then execs the command);
 - it gets `PERFLAB_PARENT_PID`, which our services and locustfiles watch, so grandchildren
   (uvicorn workers, Locust workers) follow too, and platforms without PDEATHSIG are covered;
-- it runs in its own process group, so a Ctrl-C in a notebook reaches the lab first and the lab
-  stops children in order (load first, then services) and keeps what was measured;
+- it runs in its own process group (`process_group=0`), so a Ctrl-C in a notebook reaches the lab
+  first and the lab stops children in order (load first, then services) and keeps what was
+  measured;
+- it runs in the lab's data folder (`perflab.paths.workdir`) unless told otherwise;
 - an `atexit` hook stops whatever is still running when the interpreter exits normally.
+
+No `preexec_fn`: Python code between fork and exec is not safe while other threads run (the
+metrics scraper, a notebook's), so both settings are made without it: the process group by
+`subprocess` itself, the death signal by a tiny exec wrapper.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
+import functools
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,18 +35,25 @@ from typing import BinaryIO
 
 import httpx
 
+from perflab import paths
 from perflab.errors import LabError
 
-_PR_SET_PDEATHSIG = 1
 _live: weakref.WeakSet[ManagedProcess] = weakref.WeakSet()
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(Exception):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    os.setpgid(0, 0)
+@functools.cache
+def death_signal_prefix() -> tuple[str, ...]:
+    """The command that makes the kernel SIGKILL what it execs when the lab dies, or () where
+    there is none (macOS; a Linux without util-linux >= 2.33, where the children's
+    PERFLAB_PARENT_PID watch remains)."""
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    if setpriv is None:
+        return ()
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        probe = [setpriv, "--pdeathsig", "KILL", "--", "true"]
+        if subprocess.run(probe, capture_output=True, timeout=10, check=False).returncode == 0:
+            return (setpriv, "--pdeathsig", "KILL", "--")
+    return ()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -105,20 +120,24 @@ def spawn(
     output: Path | None = None,
     cwd: Path | None = None,
 ) -> ManagedProcess:
+    """Start `argv` as a child that dies with the lab (module docstring), its stdout and stderr
+    appended to `output`, in `cwd` (default: the lab's data folder)."""
     full_env = {**os.environ, **(env or {}), "PERFLAB_PARENT_PID": str(os.getpid())}
     out: int | BinaryIO = subprocess.DEVNULL
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         out = output.open("ab")
     try:
+        if shutil.which(argv[0]) is None:
+            raise LabError(f"cannot start {name}: {argv[0]} not found")
         popen = subprocess.Popen(
-            list(argv),
+            [*death_signal_prefix(), *argv],
             env=full_env,
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            cwd=cwd,
-            preexec_fn=_die_with_parent,
+            cwd=cwd or paths.workdir(),
+            process_group=0,
         )
     except FileNotFoundError as exc:
         raise LabError(f"cannot start {name}: {exc.filename} not found") from None

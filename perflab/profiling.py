@@ -25,6 +25,8 @@ time, so a service whose event loop idles half the time shows about 50% busy plu
 from __future__ import annotations
 
 import html
+import importlib
+import inspect
 import json
 import os
 import re
@@ -43,6 +45,7 @@ import pandas as pd
 
 from perflab.procs import ManagedProcess, spawn
 
+FOLDER = "profiles"  # a run folder's profiles (`perflab run --profile`)
 DEFAULT_RATE = 100  # samples per second: py-spy's own default, a few per cent of overhead
 PROFILE_DIR_ENV = "PERFLAB_PROFILE_DIR"  # shared with perflab_services.common.profiler
 Tool = Literal["py-spy", "pyinstrument", "none"]
@@ -275,6 +278,54 @@ def _last_line(log: Path) -> str:
     return lines[-1].strip()[:200] if lines else "no output"
 
 
+# --- profiles of a run ---------------------------------------------------------------------------
+def entry(p: ProcessProfile, root: Path, **tags: object) -> dict[str, object]:
+    """A profile as the run's manifest lists it: tags, tool, note, files relative to `root`."""
+
+    def rel(f: Path | None) -> str | None:
+        return str(f.relative_to(root)) if f is not None else None
+
+    return {
+        **tags,
+        "pid": p.pid,
+        "tool": p.tool,
+        "seconds": p.seconds,
+        "note": p.note,
+        "speedscope": rel(p.speedscope),
+        "svg": rel(p.svg),
+    }
+
+
+def run_profiles(run_path: Path, manifest: dict) -> list[dict]:
+    """The profiles a run recorded (`perflab run --profile`), files as absolute paths."""
+    out = []
+    for e in manifest.get("profiles") or []:
+        paths = {k: Path(run_path) / e[k] if e.get(k) else None for k in ("speedscope", "svg")}
+        out.append({**e, **paths})
+    return out
+
+
+def describe(run_path: Path, manifest: dict, top: int = 15) -> str:
+    """Where the time goes in each profiled variant, as text (the CLI prints it)."""
+    blocks = []
+    for e in run_profiles(run_path, manifest):
+        head = f"Where the time goes: {e['experiment']}/{e['variant']} (repeat {e['repeat'] + 1})"
+        lines = [head, f"  {e['note']}"]
+        if e["speedscope"] is not None and e["speedscope"].exists():
+            grouped = groups(e["speedscope"]).sort_values("self_pct", ascending=False)
+            lines.append(
+                "  by group (self % of wall time): "
+                + ", ".join(f"{g} {v:.1f}" for g, v in grouped.itertuples(index=False) if v)
+            )
+            shown = table(e["speedscope"], top)
+            with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+                text = shown.to_string(index=False, float_format=lambda v: f"{v:.1f}")
+            lines.extend("  " + line for line in text.splitlines())
+            lines.append(f"  flame graph: {e['svg']}  speedscope: {e['speedscope']}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
 # --- reading a speedscope file -----------------------------------------------------------------
 @dataclass(frozen=True)
 class Frame:
@@ -369,6 +420,7 @@ _OURS = (
     ("core/protection", "middleware"),
     ("core/ratelimit", "middleware"),
     ("core/limits", "middleware"),
+    ("common/limits", "middleware"),
     ("core/faults", "middleware"),
     ("core/asgi", "middleware"),
     ("common/asgi", "middleware"),
@@ -380,10 +432,15 @@ _OURS = (
 )
 
 
+def _is_ours(frame: Frame) -> bool:
+    path = frame.file.replace("\\", "/")
+    return "perflab_services" in path or "/services/" in path or "/perflab/" in path
+
+
 def group_of(frame: Frame) -> str:
     """framework / middleware / logging / metrics / database / cache / JSON / our code / other."""
     path = frame.file.replace("\\", "/")
-    if "perflab_services" in path or "/services/" in path or "/perflab/" in path:
+    if _is_ours(frame):
         for part, group in _OURS:
             if part in path:
                 return group
@@ -415,12 +472,13 @@ def _short(file: str) -> str:
     return stdlib.group(1) if stdlib else (Path(path).name or path)
 
 
-def table(path: Path, top: int = 15) -> pd.DataFrame:
+def table(path: Path, top: int = 15, *, ours: bool = False) -> pd.DataFrame:
     """The functions where the time goes: self and total % of the profiled wall time, top N.
 
     `self_pct`: samples with the function on top of the stack (its own code and the C calls it
     makes); `total_pct`: samples with it anywhere on the stack (counted once per sample). Rows
-    are sorted by self time; waiting threads (an idle thread pool) are left out.
+    are sorted by self time; waiting threads (an idle thread pool) are left out. `ours`: only
+    the lab's own functions (the services' and perflab's), the ones a student can change.
     """
     s = load(path)
     self_t: defaultdict[Frame, float] = defaultdict(float)
@@ -440,8 +498,9 @@ def table(path: Path, top: int = 15) -> pd.DataFrame:
             "self_pct": 100 * t / wall,
             "total_pct": 100 * total_t[f] / wall,
         }
-        for f, t in sorted(self_t.items(), key=lambda kv: kv[1], reverse=True)[:top]
-    ]
+        for f, t in sorted(self_t.items(), key=lambda kv: kv[1], reverse=True)
+        if not ours or _is_ours(f)
+    ][:top]
     columns = ["function", "where", "group", "self_pct", "total_pct"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -463,6 +522,22 @@ def groups(path: Path) -> pd.DataFrame:
         idle = max(0.0, wall - main_busy)
         rows.append({"group": "idle (event loop waiting)", "self_pct": 100 * idle / wall})
     return pd.DataFrame(rows, columns=["group", "self_pct"])
+
+
+def source(function: str, where: str) -> str:
+    """The source of a function a table row names (`function`, `where`), read with `inspect`
+    from the module the service runs: what the profile points at, not a copy of it.
+
+    A function defined inside another (`A.__call__.<locals>.send_wrapper`) shows the function
+    it is defined in. Only the lab's own modules (`perflab_services/...`, `perflab/...`).
+    """
+    if not where.endswith(".py") or not where.startswith(("perflab_services/", "perflab/")):
+        raise ValueError(f"{where}: not one of the lab's own modules")
+    module = importlib.import_module(where.removesuffix(".py").replace("/", "."))
+    obj: object = module
+    for part in function.split(".<locals>.", 1)[0].split("."):
+        obj = getattr(obj, part)
+    return inspect.getsource(obj)  # type: ignore[arg-type]
 
 
 def markdown(df: pd.DataFrame) -> str:

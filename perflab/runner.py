@@ -10,14 +10,19 @@ so does a load that fails (the run so far is saved, then the error is shown).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
-from perflab import report
+import httpx
+
+from perflab import profiling, prometheus, report
 from perflab.errors import LabError
 from perflab.experiments import Experiment, Variant
 from perflab.lab import Lab
 from perflab.loadgen import Endpoint, LoadProfile, LoadResult, dataset_config, run_load
+from perflab.prometheus import Prometheus
 from perflab.results import Run, check_writable, log_records
 from perflab.scrape import MetricsScraper
 
@@ -44,9 +49,15 @@ def run_variant(
     repeat: int = 0,
     dataset: dict | None = None,
     progress: bool = True,
+    prometheus: Prometheus | None = None,
+    profiler: bool = False,
 ) -> bool:
     """One repetition of one variant: a fresh service under load, its /metrics scraped and its
     log collected, all recorded in `run`. Returns whether the load was interrupted.
+    With `prometheus`, it scrapes the variant's services too (labelled experiment, variant).
+
+    `profiler=True` samples the service's processes with the lab's profiler while it runs:
+    files in the run's `profiles/`, listed in its manifest (`profiling.run_profiles`).
 
     Raises `VariantSkipped` when the service does not start, `LabError` when the load fails.
     """
@@ -54,11 +65,26 @@ def run_variant(
     label = f"{exp.name}-{variant.name}-r{repeat}"
     try:
         svc = lab.service(
-            exp.service_for(variant), label=label, log_dir=run.log_dir, **variant.settings
+            exp.service_for(variant),
+            label=label,
+            log_dir=run.log_dir,
+            profile=run.path / profiling.FOLDER if profiler else False,
+            **variant.settings,
         )
     except LabError as exc:
         raise VariantSkipped(str(exc).splitlines()[0]) from None
     scraper = MetricsScraper(svc.url).start()
+    watched = [svc, *svc.upstreams]
+    if prometheus is not None:
+        for one in watched:
+            prometheus.add(
+                one.url,
+                experiment=exp.name,
+                variant=variant.name,
+                repeat=str(repeat),
+                service=one.name,
+                app="catalog" if one in svc.upstreams else exp.service_for(variant),
+            )
     try:
         result = load(
             run,
@@ -73,6 +99,12 @@ def run_variant(
     finally:
         metrics = scraper.stop()
         svc.stop()
+        if prometheus is not None:
+            for one in watched:
+                prometheus.remove(one.url)
+        for p in svc.profiles:
+            tags = {"experiment": exp.name, "variant": variant.name, "repeat": repeat}
+            run.manifest.setdefault("profiles", []).append(profiling.entry(p, run.path, **tags))
     run.add_variant(
         exp.name,
         variant.name,
@@ -83,6 +115,7 @@ def run_variant(
         metrics=metrics,
         logs=log_records(svc.log_file),
     )
+    run.add_spans(svc.span_files, experiment=exp.name, variant=variant.name, repeat=repeat)
     return result.interrupted
 
 
@@ -104,6 +137,32 @@ def load(
         raise
 
 
+def _start_prometheus(run: Run) -> Prometheus | None:
+    """A Prometheus for the run when one is on PATH (`perflab.prometheus`); the manifest says
+    which, or how to get one. One that will not start is reported, and the run goes on."""
+    if prometheus.binary() is None:
+        run.manifest["prometheus"] = prometheus.HOW_TO_GET
+        return None
+    try:
+        prom = Prometheus(run.path / "prometheus").start()
+    except LabError as exc:
+        run.manifest["prometheus"] = f"did not start: {str(exc).splitlines()[0]}"
+        return None
+    run.manifest["prometheus"] = {"data": "prometheus/data", "queries": "promql.csv"}
+    return prom
+
+
+def _stop_prometheus(prom: Prometheus, run: Run) -> None:
+    """Save the run's PromQL results (`promql.csv`), then stop Prometheus."""
+    try:
+        start = datetime.fromisoformat(run.manifest["started_at"]).timestamp()
+        prom.save(run.path / "promql.csv", start, time.time())
+    except (LabError, httpx.HTTPError, OSError) as exc:
+        run.manifest["prometheus"] = f"queries failed: {str(exc).splitlines()[0]}"
+    finally:
+        prom.stop()
+
+
 def save(run: Run, *, interrupted: bool = False, errors: dict[str, str] | None = None) -> Run:
     """Finish `run` (statistics, tables) and publish it (plots, report.html)."""
     run.finish(interrupted=interrupted, errors=errors)
@@ -121,8 +180,12 @@ def run_experiments(
     name: str | None = None,
     progress: bool = True,
     echo: bool = True,
+    profiler: bool = False,
 ) -> Run:
-    """Run each experiment's variants under load and save everything to one run folder."""
+    """Run each experiment's variants under load and save everything to one run folder.
+
+    `profiler=True`: each variant's service runs under the lab's sampling profiler (off by
+    default: it costs a little throughput, `make bench` says how much)."""
     if repeat < 1:
         raise LabError("repeat must be at least 1")
     say: Callable[[str], None] = (lambda msg: print(msg, flush=True)) if echo else (lambda _: None)
@@ -130,6 +193,7 @@ def run_experiments(
     run = Run.start(name or "-".join(e.name for e in experiments), repeat=repeat, quick=quick)
     own_lab = lab is None
     lab = lab or Lab()
+    prom = _start_prometheus(run)
     errors: dict[str, str] = {}
     interrupted = False
     failure: LabError | None = None
@@ -150,7 +214,16 @@ def run_experiments(
                 )
                 try:
                     stopped = run_variant(
-                        lab, run, exp, variant, prof, repeat=rep, dataset=dataset, progress=progress
+                        lab,
+                        run,
+                        exp,
+                        variant,
+                        prof,
+                        repeat=rep,
+                        dataset=dataset,
+                        progress=progress,
+                        prometheus=prom,
+                        profiler=profiler,
                     )
                 except VariantSkipped as exc:
                     errors[key] = str(exc)
@@ -169,6 +242,8 @@ def run_experiments(
     finally:
         if own_lab:
             lab.close()
+        if prom is not None:
+            _stop_prometheus(prom, run)
     run.manifest["redis"] = lab.redis_source
     save(run, interrupted=interrupted, errors=errors)
     if failure is not None:

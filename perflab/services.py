@@ -10,12 +10,16 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from perflab import paths
 from perflab.errors import LabError
 from perflab.procs import ManagedProcess, free_port, port_in_use, spawn, wait_until
+
+if TYPE_CHECKING:
+    from perflab.profiling import ProcessProfile, ProfileSession
 
 APPS = {
     "catalog": "perflab_services.catalog.main:create_app",
@@ -30,6 +34,21 @@ WSGI_APPS = {
     "django": "perflab_services.frameworks.django_app:application",
 }
 GUNICORN_CONF = "python:perflab_services.frameworks.gunicorn_conf"
+# How every uvicorn the lab starts runs (the lab's services, and deploy/entrypoint.py's):
+# - X-Forwarded-For ignored: uvicorn would believe any loopback peer, and here every client is
+#   on loopback; a proxy is trusted only by a service setting (perflab_services/common/clients.py)
+# - request heads bounded in size (64 KiB, a 431 above) and in time (5 s from connecting or from
+#   the head's first byte), which uvicorn's fast parser does not do itself
+#   (perflab_services/common/http.py); 5 s is also uvicorn's idle keep-alive default.
+UVICORN_OPTIONS = [
+    "--http",
+    "perflab_services.common.http:GuardedHttpToolsProtocol",
+    "--no-proxy-headers",
+    "--timeout-keep-alive",
+    "5",
+    "--h11-max-incomplete-event-size",
+    str(64 * 1024),
+]
 
 
 @dataclass
@@ -47,6 +66,22 @@ class ServiceHandle:
     # Services this one depends on and that were started for it (the gateway's catalog).
     upstreams: list[ServiceHandle] = field(repr=False, default_factory=list)
     ca_file: Path | None = None  # with TLS: the certificate to verify the service with
+    # With `profile=`: the sampling profiler attached to the service's processes; its files
+    # are written when the service stops (`profiles` then says what was recorded, and how).
+    profiler: ProfileSession | None = field(repr=False, default=None)
+
+    @property
+    def profiles(self) -> list[ProcessProfile]:
+        """What the profiler recorded (after `stop()`): one entry per process, with its files."""
+        return self.profiler.profiles if self.profiler is not None else []
+
+    spans_file: Path | None = None  # its OpenTelemetry spans, JSON lines (tracing on)
+
+    @property
+    def span_files(self) -> list[Path]:
+        """This service's span file and those of the services started for it."""
+        own = [self.spans_file] if self.spans_file is not None else []
+        return own + [f for u in self.upstreams for f in u.span_files]
 
     @property
     def verify(self) -> ssl.SSLContext | bool:
@@ -56,6 +91,8 @@ class ServiceHandle:
         return client_context(self.ca_file) if self.ca_file else True
 
     def stop(self) -> None:
+        if self.profiler is not None and not self.profiler.profiles:
+            self.profiler.__exit__(None, None, None)  # before the process goes: py-spy writes
         if self.proc is not None:
             self.proc.stop()
             self.proc = None
@@ -86,6 +123,7 @@ def start_service(
     workers: int = 1,
     timeout: float = 60.0,
     tls: bool = False,
+    profile: Path | None = None,
 ) -> ServiceHandle:
     """Start `service` with settings `env` (e.g. CATALOG_QUERIES=naive); wait for /healthz.
 
@@ -96,6 +134,9 @@ def start_service(
     `tls=True` serves HTTPS with the lab's self-signed certificate (perflab.tls); the handle's
     `url` is then https and `ca_file` verifies it. Per-install secrets (JWT key, demo users)
     live in the lab's data folder unless `env` says otherwise.
+
+    `profile=folder` attaches the lab's sampling profiler (`perflab.profiling`) to the
+    service's processes once they answer, until `stop()`; its files land in `folder`.
     """
     if service not in APPS and service not in WSGI_APPS:
         names = ", ".join([*APPS, *WSGI_APPS])
@@ -108,13 +149,22 @@ def start_service(
     prefix = service.upper().replace("-", "_")
     log_file = log_dir / f"{label}.jsonl"
     output = log_dir / f"{label}.out"
+    spans_file = log_dir / f"{label}.spans.jsonl"
     env = {
         f"{prefix}_SECRETS_DIR": str(paths.DATA),
+        # Every request traced, unless the caller says otherwise: runs join their spans to the
+        # samples (the `tracing` experiment measures what that costs).
+        f"{prefix}_TRACING": "always",
         **env,
         f"{prefix}_LOG_FILE": str(log_file),
+        f"{prefix}_SPANS_FILE": str(spans_file),
         f"{prefix}_SERVICE_NAME": service,
     }
     metrics_dir: Path | None = None
+    if profile is not None:
+        from perflab.profiling import service_env
+
+        env.update(service_env(profile))  # the in-process fallback, where py-spy cannot attach
     if workers > 1:
         metrics_dir = Path(tempfile.mkdtemp(prefix=f"perflab-metrics-{label}-"))
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
@@ -134,7 +184,7 @@ def start_service(
         )
         argv += [key, str(cert.key_file), crt, str(cert.cert_file)]
         ca_file = cert.cert_file
-    proc = spawn(label, argv, env=env, output=output, cwd=paths.ROOT)
+    proc = spawn(label, argv, env=env, output=output)
     url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     try:
         wait_until(_healthy(url + "/healthz", ca_file), proc, timeout, "answering /healthz")
@@ -142,9 +192,24 @@ def start_service(
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
         raise
-    return ServiceHandle(
-        label, url, port, env, log_file, output, proc, metrics_dir=metrics_dir, ca_file=ca_file
+    handle = ServiceHandle(
+        label,
+        url,
+        port,
+        env,
+        log_file,
+        output,
+        proc,
+        metrics_dir=metrics_dir,
+        ca_file=ca_file,
+        spans_file=spans_file,
     )
+    if profile is not None:
+        from perflab import profiling
+
+        session = profiling.profile(profiling.service_pids(proc.pid), profile, label=label)
+        handle.profiler = session.__enter__()
+    return handle
 
 
 def _uvicorn_argv(app: str, port: int, workers: int) -> list[str]:
@@ -166,6 +231,7 @@ def _uvicorn_argv(app: str, port: int, workers: int) -> list[str]:
         "--no-access-log",
         "--timeout-graceful-shutdown",
         "3",
+        *UVICORN_OPTIONS,
     ]
 
 

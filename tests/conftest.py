@@ -18,6 +18,7 @@ _TMP = Path(tempfile.mkdtemp(prefix="perflab-tests-"))
 os.environ.setdefault("PERFLAB_DATA_DIR", str(_TMP / "data"))
 os.environ.setdefault("PERFLAB_RESULTS_DIR", str(_TMP / "results"))
 
+from perflab.lab import service_env  # noqa: E402
 from perflab.redis_server import EmbeddedRedis  # noqa: E402
 from perflab.services import ServiceHandle, start_service  # noqa: E402
 from perflab_services.catalog import datagen  # noqa: E402
@@ -54,11 +55,9 @@ def start_catalog(database_url: str, tmp_root: Path) -> Iterator[Callable[..., S
     started: list[ServiceHandle] = []
 
     def start(label: str, workers: int = 1, tls: bool = False, **settings: object) -> ServiceHandle:
-        # Rate limiting off unless a test turns it on: all test services share one client IP
-        # (and, with REDIS_URL, one Redis), so limits would make unrelated tests flaky.
-        settings.setdefault("rate_limit_enabled", False)
-        env = {"CATALOG_DATABASE_URL": database_url}
-        env.update({f"CATALOG_{k.upper()}": str(v) for k, v in settings.items()})
+        # The lab's defaults (rate limit off unless a test turns it on: all test services share
+        # one client IP and, with REDIS_URL, one Redis) come with `service_env`.
+        env = service_env("catalog", {"database_url": database_url, **settings})
         handle = start_service(
             "catalog", env, tmp_root / "logs", label=label, workers=workers, tls=tls
         )

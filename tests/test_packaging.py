@@ -32,14 +32,20 @@ def test_environment_yml_brings_python_and_redis_server():
 
 
 def test_every_package_folder_is_listed_under_its_import_name():
-    """`services/` is imported as `perflab_services` (tool.setuptools.package-dir): setuptools
-    cannot discover mapped packages, so each one is listed, and a forgotten one would be missing
-    from the wheel."""
+    """`services/` is imported as `perflab_services`, `loadtests/` and `notebooks/` ship as
+    `perflab.loadtests` and `perflab.notebooks` (tool.setuptools.package-dir): setuptools cannot
+    discover mapped packages, so each one is listed, and a forgotten one would be missing from
+    the wheel."""
     tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(tool["packages"])
     mapping = {folder: name for name, folder in tool.get("package-dir", {}).items()}
+    assert mapping == {
+        "services": "perflab_services",
+        "loadtests": "perflab.loadtests",
+        "notebooks": "perflab.notebooks",
+    }
     found = set()
-    for folder in ("perflab", "services"):
+    for folder in ("perflab", "services", "loadtests", "notebooks"):
         for init in (ROOT / folder).rglob("__init__.py"):
             rel = init.parent.relative_to(ROOT).parts
             found.add(".".join((mapping.get(rel[0], rel[0]), *rel[1:])))
@@ -53,3 +59,22 @@ def test_the_license_file_is_the_license_pyproject_names():
     assert text.startswith("MIT License\n")
     assert "Copyright (c) 2026 perflab contributors" in text
     assert 'THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND' in text
+
+
+def test_notebooks_are_linted_and_stripped_for_contributors():
+    """ruff checks and formats the notebooks' code with the rest; `make git-filters` registers the
+    nbstripout filter that .gitattributes names (issue 14: a contributor's outputs never land)."""
+    import subprocess
+    import sys
+
+    ruff = Path(sys.executable).with_name("ruff")
+    listed = subprocess.run(
+        [ruff, "check", "--show-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert "00_quickstart.ipynb" in listed
+    attributes = (ROOT / ".gitattributes").read_text().splitlines()
+    assert "*.ipynb filter=nbstripout" in attributes
+    makefile = (ROOT / "Makefile").read_text()
+    assert "git-filters: install\n\t$(BIN)/nbstripout --install --attributes .gitattributes" in (
+        makefile
+    )

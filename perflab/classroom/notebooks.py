@@ -11,6 +11,7 @@ environment.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -154,6 +155,37 @@ def all_notebooks(root: Path | None = None) -> list[Path]:
     )
 
 
+def handout(root: Path | None = None) -> list[Path]:
+    """What a user who did not clone gets (`perflab notebooks DIR`): the walkthrough notebooks,
+    the exercises, the tests notebook 14 runs and the notebooks' README; not the solutions (the
+    wheel does not ship them)."""
+    root = root or paths.NOTEBOOKS
+    found = [*root.glob("*.ipynb"), *(root / "exercises").glob("*.ipynb"), root / "README.md"]
+    found += (root / "testing").glob("*.py")
+    return sorted(p for p in found if p.is_file())
+
+
+def copy_out(target: Path, root: Path | None = None) -> tuple[list[Path], list[Path]]:
+    """Copy `handout()` into `target`, keeping the layout; a file already there is kept (it may
+    hold a student's work). Returns (copied, kept), as paths under `target`."""
+    import shutil
+
+    root = root or paths.NOTEBOOKS
+    if target.exists() and not target.is_dir():
+        raise LabError(f"{target} is not a folder")
+    copied: list[Path] = []
+    kept: list[Path] = []
+    for src in handout(root):
+        dst = target / src.relative_to(root)
+        if dst.exists():
+            kept.append(dst)
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+        copied.append(dst)
+    return copied, kept
+
+
 def has_outputs(path: Path) -> list[int]:
     """Indexes of code cells that carry outputs or an execution count (commit them clean)."""
     nb = json.loads(Path(path).read_text())
@@ -166,3 +198,45 @@ def has_outputs(path: Path) -> list[int]:
 
 def quick_parameters() -> dict:
     return {"QUICK": True}
+
+
+def classroom_check(
+    notebooks: list[Path] | None = None, *, quick: bool = False, timeout: float = 1800
+) -> list[tuple[str, float, str]]:
+    """Run each walkthrough notebook as a class would (QUICK = False) and time it.
+
+    Returns (notebook, seconds, "ok" or the first line of the error) per notebook: the wall
+    times the instructor guide quotes. One notebook at a time: each starts services and load.
+    """
+    rows = []
+    for path in notebooks or sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        started = time.monotonic()
+        try:
+            execute(path, {"QUICK": quick}, timeout=timeout)
+            outcome = "ok"
+        except NotebookError as exc:
+            outcome = str(exc).splitlines()[0]
+        rows.append((_rel(path), time.monotonic() - started, outcome))
+        print(f"{rows[-1][1]:7.0f} s  {rows[-1][0]}  {outcome}", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m perflab.classroom.notebooks [--quick] [NOTEBOOK...]` (`make classroom-check`)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=classroom_check.__doc__)
+    parser.add_argument("notebooks", nargs="*", type=Path, help="default: every walkthrough")
+    parser.add_argument("--quick", action="store_true", help="quick mode, as the tests run")
+    args = parser.parse_args(argv)
+    rows = classroom_check(args.notebooks or None, quick=args.quick)
+    mode = "quick" if args.quick else "classroom"
+    print(f"\n| notebook | {mode} mode, wall seconds | outcome |\n| --- | ---: | --- |")
+    for name, seconds, outcome in rows:
+        print(f"| `{Path(name).stem}` | {seconds:.0f} | {outcome} |")
+    print(f"\ntotal {sum(s for _, s, _ in rows) / 60:.1f} min on {os.cpu_count()} CPUs")
+    return 0 if all(outcome == "ok" for *_, outcome in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

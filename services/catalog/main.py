@@ -1,31 +1,34 @@
 """The catalog app factory: `uvicorn --factory perflab_services.catalog.main:create_app`.
 
-Everything variant-specific is decided here from `Settings`: which repository, which cache,
-which indexes exist, and whether logs, metrics and timing headers are on.
+Everything variant-specific is decided here from `Settings`: which repository, which cache
+(ours, or a plug-in's: core/plugins.py), which indexes exist, and whether logs, metrics and
+timing headers are on.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
 from perflab_services.catalog.api.routes import admin, auth, categories, ops, products
-from perflab_services.catalog.api.security import current_principal
-from perflab_services.catalog.core import protection
-from perflab_services.catalog.core.cache import make_cache
+from perflab_services.catalog.core import plugins, protection
+from perflab_services.catalog.core.cache import Cache, make_cache
 from perflab_services.catalog.core.config import Settings, get_settings
 from perflab_services.catalog.core.db import Database, schema_transaction, set_indexes
 from perflab_services.catalog.core.faults import Faults
 from perflab_services.catalog.models import Base
 from perflab_services.catalog.repository import repository_for
 from perflab_services.catalog.service import Catalog
+from perflab_services.common.clients import trust_proxies
 from perflab_services.common.logging import make_logger
 from perflab_services.common.metrics import ServiceMetrics
 from perflab_services.common.middleware import add_observability
+from perflab_services.common.tracing import TracedCache
 from perflab_services.common.watchdog import start_parent_watchdog
 
 
@@ -39,17 +42,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if metrics is not None:
             metrics.count_cache(settings.cache, "error")
 
-    cache = make_cache(
-        settings.cache,
-        redis_url=settings.redis_url,
-        ttl=settings.cache_ttl_seconds,
-        max_entries=settings.cache_max_entries,
-        logger=logger,
-        on_error=count_cache_error,
+    if settings.cache_plugin:
+        cache: Cache = plugins.load(settings.cache_plugin)(
+            ttl=settings.cache_ttl_seconds, max_entries=settings.cache_max_entries
+        )
+        if not hasattr(cache, "kind"):  # what X-Cache and the metrics call this cache
+            cache.kind = "plugin"
+    else:
+        cache = make_cache(
+            settings.cache,
+            redis_url=settings.redis_url,
+            ttl=settings.cache_ttl_seconds,
+            max_entries=settings.cache_max_entries,
+            logger=logger,
+            on_error=count_cache_error,
+        )
+    repo = (
+        plugins.load(settings.repository_plugin)()
+        if settings.repository_plugin
+        else repository_for(settings.queries)
     )
-    faults = Faults.create(metrics.registry if metrics is not None else None, logger)
+    faults = Faults.create(
+        metrics.registry if metrics is not None else None,
+        logger,
+        data_dir=Path(settings.secrets_dir),
+    )
     faults.instrument_engine(db.engine)
-    cache = faults.wrap_cache(cache, on_error=count_cache_error)
+    cache = TracedCache(faults.wrap_cache(cache, on_error=count_cache_error))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -72,19 +91,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.catalog = Catalog(db=db, repo=repository_for(settings.queries), cache=cache)
+    app.state.catalog = Catalog(db=db, repo=repo, cache=cache)
 
     @app.exception_handler(OperationalError)
     async def database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
         logger.error("database_error", error=str(exc.orig).splitlines()[0])
         return JSONResponse({"detail": "database unavailable, try again"}, status_code=503)
 
-    readers = [Depends(current_principal)]  # anonymous is fine; a bad token is a 401
-    app.include_router(products.router, dependencies=readers)
-    app.include_router(categories.router, dependencies=readers)
+    # Reads: anonymous is fine, a bad token is a 401 (their routers' `ReaderRoute`).
+    app.include_router(products.router)
+    app.include_router(categories.router)
     app.include_router(ops.router)
     app.include_router(auth.router)
     app.include_router(admin.router)
     protection.install(app, settings, logger=logger, metrics=metrics, faults=faults)
+    if settings.middleware_plugin:  # inside the observability layer: it sees the request id
+        app.add_middleware(plugins.load(settings.middleware_plugin))
     add_observability(app, settings, logger=logger, metrics=metrics)
+    trust_proxies(app, settings.trusted_proxies)  # outermost: every layer sees the real client
     return app

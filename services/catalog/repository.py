@@ -16,6 +16,7 @@ as an object to count them in Python; the optimized one counts per star in SQL o
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -296,19 +297,47 @@ class OptimizedRepository:
         return schemas.CategoryTop(category_id=category_id, category=name, products=top)
 
 
+class IdempotencyConflict(Exception):
+    """An `Idempotency-Key` this caller already used for a different request."""
+
+
+def scoped_key(owner: str, key: str) -> str:
+    """The stored form of an `Idempotency-Key`: scoped to the caller who sent it (the token's
+    subject), so one user's key can never answer for, or silently swallow, another's write."""
+    return hashlib.sha256(f"{owner}\n{key}".encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _replay(existing: Review, product_id: int, review: schemas.ReviewIn) -> schemas.ReviewOut:
+    """The first attempt's review, if this request is the same one again; else a conflict."""
+    first = (existing.product_id, existing.rating, existing.text, existing.author)
+    if first != (product_id, review.rating, review.text, review.author):
+        raise IdempotencyConflict(
+            "Idempotency-Key already used for a different request: send a new key"
+        )
+    return schemas.ReviewOut.model_validate(existing)
+
+
 def add_review(
-    s: Session, product_id: int, review: schemas.ReviewIn, idempotency_key: str | None = None
+    s: Session,
+    product_id: int,
+    review: schemas.ReviewIn,
+    idempotency_key: str | None = None,
+    owner: str = "",
 ) -> tuple[schemas.ReviewOut, int, bool]:
     """Insert a review; returns (review, category_id, created). Same path in both variants.
 
     With an idempotency key, a retried POST returns the review the first attempt stored instead of
-    storing it twice.
+    storing it twice. Keys are the caller's own (`scoped_key`), and a key reused for a different
+    request (another product, another body) is refused with `IdempotencyConflict` (a 422, as the
+    IETF draft on the Idempotency-Key header has it) instead of returning the other review.
     """
-    if idempotency_key:
-        existing = s.scalar(select(Review).where(Review.idempotency_key == idempotency_key))
+    stored_key = scoped_key(owner, idempotency_key) if idempotency_key else None
+    if stored_key:
+        existing = s.scalar(select(Review).where(Review.idempotency_key == stored_key))
         if existing is not None:
+            out = _replay(existing, product_id, review)
             cat = s.scalar(select(Product.category_id).where(Product.id == existing.product_id))
-            return schemas.ReviewOut.model_validate(existing), int(cat or 0), False
+            return out, int(cat or 0), False
     category_id = s.scalar(select(Product.category_id).where(Product.id == product_id))
     if category_id is None:
         raise NotFound(f"product {product_id} not found")
@@ -318,7 +347,7 @@ def add_review(
         text=review.text,
         author=review.author,
         created_at=datetime.now(UTC).replace(tzinfo=None),
-        idempotency_key=idempotency_key,
+        idempotency_key=stored_key,
     )
     s.add(row)
     try:
@@ -326,12 +355,12 @@ def add_review(
     except IntegrityError:
         # A concurrent retry with the same key won the race: return what it stored.
         s.rollback()
-        if not idempotency_key:
+        if not stored_key:
             raise
-        existing = s.scalar(select(Review).where(Review.idempotency_key == idempotency_key))
+        existing = s.scalar(select(Review).where(Review.idempotency_key == stored_key))
         if existing is None:
             raise
-        return schemas.ReviewOut.model_validate(existing), category_id, False
+        return _replay(existing, product_id, review), category_id, False
     return schemas.ReviewOut.model_validate(row), category_id, True
 
 

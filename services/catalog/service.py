@@ -56,11 +56,15 @@ class Catalog:
         return self.repo.list_products(s, filters)
 
     async def add_review(
-        self, product_id: int, review: schemas.ReviewIn, idempotency_key: str | None
+        self,
+        product_id: int,
+        review: schemas.ReviewIn,
+        idempotency_key: str | None,
+        owner: str = "",
     ) -> tuple[schemas.ReviewOut, bool]:
         def write() -> tuple[schemas.ReviewOut, int, bool]:
             with self.db.write_session() as s:
-                return repository.add_review(s, product_id, review, idempotency_key)
+                return repository.add_review(s, product_id, review, idempotency_key, owner)
 
         out, category_id, created = await in_thread(write)
         # Invalidate after the commit: a reader that misses now loads the new review.

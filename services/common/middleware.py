@@ -10,21 +10,14 @@ feature: one pass over the request headers, metric series looked up once per rou
 
 from __future__ import annotations
 
-import json
 import traceback
-from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from perflab_services.common import context, profiler
+from perflab_services.common import context, profiler, tracing
+from perflab_services.common.asgi import ASGIApp, Message, Receive, Scope, Send, header, send_json
 from perflab_services.common.logging import Logger
 from perflab_services.common.metrics import ServiceMetrics
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class ObservabilitySettings(Protocol):
@@ -35,13 +28,11 @@ class ObservabilitySettings(Protocol):
 
     headers_enabled: bool
     log_enabled: bool
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return value.decode("latin-1")
-    return None
+    # Tracing (common/tracing.py `TracingSettings`).
+    service_name: str
+    tracing: Literal["off", "ratio", "always"]
+    trace_ratio: float
+    spans_file: str | None
 
 
 def route_template(scope: Scope) -> str:
@@ -80,7 +71,7 @@ class ObservabilityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        ctx = context.RequestContext(context.new_request_id(_header(scope, b"x-request-id")))
+        ctx = context.RequestContext(context.new_request_id(header(scope, b"x-request-id")))
         token = context.current.set(ctx)
         start = perf_counter()
         status = 500
@@ -104,20 +95,8 @@ class ObservabilityMiddleware:
         except Exception as exc:  # the last line of defence: a JSON 500, never a traceback
             error = "".join(traceback.format_exception(exc))
             if not started:
-                body = json.dumps(
-                    {"detail": "internal server error", "request_id": ctx.request_id}
-                ).encode()
-                await send_wrapper(
-                    {
-                        "type": "http.response.start",
-                        "status": 500,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                body = {"detail": "internal server error", "request_id": ctx.request_id}
+                await send_json(send_wrapper, 500, body)
         finally:
             seconds = perf_counter() - start
             route = route_template(scope)
@@ -171,8 +150,11 @@ def add_observability(
     """Install `ObservabilityMiddleware` from a service's settings (variant, headers, log).
 
     Also installs the in-process profiling hook when the lab asked for it
-    (`PERFLAB_PROFILE_DIR`; `perflab_services.common.profiler`): profiling is observability.
+    (`PERFLAB_PROFILE_DIR`; `perflab_services.common.profiler`): profiling is observability;
+    and the tracing middleware inside this one (`common/tracing.py`; this one decides the
+    request id, which becomes the trace id).
     """
+    tracing.install(app, settings)
     app.add_middleware(
         ObservabilityMiddleware,
         logger=logger,

@@ -12,6 +12,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from perflab_services.common.clients import trust_proxies
+from perflab_services.common.errors import install_error_handlers
+from perflab_services.common.limits import BodySizeLimitMiddleware
 from perflab_services.common.logging import make_logger
 from perflab_services.common.metrics import ServiceMetrics
 from perflab_services.common.middleware import add_observability
@@ -54,8 +57,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             headers["retry-after"] = str(max(1, round(exc.retry_after)))
         return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
 
+    install_error_handlers(app)
     app.include_router(products.router)
     app.include_router(categories.router)
     app.include_router(ops.router)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     add_observability(app, settings, logger=logger, metrics=metrics)
+    trust_proxies(app, settings.trusted_proxies)  # outermost: every layer sees the real client
     return app

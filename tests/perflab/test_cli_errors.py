@@ -20,6 +20,8 @@ SUBCOMMANDS = [
     "capacity",
     "scale",
     "worker",
+    "notebooks",
+    "classroom",
 ]
 
 

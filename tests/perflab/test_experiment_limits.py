@@ -6,22 +6,29 @@ from __future__ import annotations
 import pytest
 
 from perflab import experiments
-from perflab.lab import Lab
+from perflab.lab import Lab, service_env
 
 
 def test_every_experiment_variant_runs_without_rate_limit():
+    lab = Lab(database_url="sqlite:///unused.sqlite3", redis_url="redis://127.0.0.1:1/0")
     for exp in experiments.EXPERIMENTS.values():
         for variant in exp.variants:
-            if exp.service_for(variant) not in ("catalog", "gateway"):
+            if exp.service_for(variant) != "catalog":
                 continue  # the frameworks comparison's apps have no rate limiter
-            assert variant.settings.get("rate_limit_enabled") is False, (exp.name, variant.name)
+            env = lab.catalog_env(**variant.settings)
+            assert env["CATALOG_RATE_LIMIT_ENABLED"] == "false", (exp.name, variant.name)
 
 
-def test_the_setting_reaches_the_service_environment():
-    lab = Lab(database_url="sqlite:///unused.sqlite3", redis_url="redis://127.0.0.1:1/0")
-    variant = experiments.get("queries").variants[0]
-    env = lab.catalog_env(**variant.settings)
-    assert env["CATALOG_RATE_LIMIT_ENABLED"] == "false"
+def test_service_env_is_the_one_place_a_variant_becomes_an_environment():
+    env = service_env("catalog", {"queries": "naive", "log_enabled": False, "cache_ttl_seconds": 2})
+    assert env == {
+        "CATALOG_RATE_LIMIT_ENABLED": "false",
+        "CATALOG_QUERIES": "naive",
+        "CATALOG_LOG_ENABLED": "false",
+        "CATALOG_CACHE_TTL_SECONDS": "2",
+    }
+    assert service_env("gateway", {"retries": 0}) == {"GATEWAY_RETRIES": "0"}
+    assert service_env("fastapi-def", {}) == {}
 
 
 def test_lab_services_are_unlimited_unless_asked():

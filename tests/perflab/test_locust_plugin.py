@@ -135,9 +135,12 @@ def test_a_documentation_locustfile_records_every_request(noting_server, tmp_pat
     assert samples.loc[samples["endpoint"] != "/missing", "ok"].astype(bool).all()
     assert len(samples) == len(seen)  # and the server saw exactly those
 
-    # sub-millisecond resolution: loopback answers in a fraction of a millisecond
-    lat = np.unique(samples["latency_ms"].to_numpy(dtype=float))
-    assert np.median(lat) < 50 and np.diff(lat).min() < 0.01
+    # sub-millisecond resolution (Locust's own stats round to whole ms): nearly every latency
+    # has a fractional millisecond, and the summary's percentiles keep it. No speed asserted:
+    # on a busy machine loopback answers may take tens of milliseconds.
+    lat = samples["latency_ms"].to_numpy(dtype=float)
+    assert (lat % 1.0 > 0).mean() > 0.9, lat[:20]
+    assert len(np.unique(np.round(lat, 3))) > len(lat) / 2  # microseconds, not coarse buckets
     assert (samples["lateness_ms"] == 0).all()  # closed model: sent when meant
     assert np.allclose(samples["latency_ms"], samples["service_ms"], atol=1e-3)
     assert set(samples.loc[samples["endpoint"] != "/missing", "x_cache"]) == {"hit"}
@@ -159,6 +162,7 @@ def test_a_documentation_locustfile_records_every_request(noting_server, tmp_pat
     assert "/about" in (raw / "locust-target.html").read_text()
     summary = pd.read_csv(run / "summary.csv")
     assert set(summary["endpoint"]) <= set(locust)
+    assert (summary["p50_ms"] % 1.0 > 0).any(), summary  # sub-ms percentiles
 
 
 def test_open_model_needs_the_lab_locustfile(tmp_path) -> None:

@@ -8,6 +8,9 @@ table finds the service's own code under load.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -15,6 +18,8 @@ import httpx
 import pytest
 
 from perflab import profiling
+from perflab.lab import Lab
+from perflab.results import Run
 from perflab.services import start_service
 
 SERVICE = "/work/x/services/catalog/core/cache.py"  # a path the grouping calls "cache"
@@ -156,3 +161,77 @@ def test_a_process_nobody_can_profile_is_said_so(tmp_path, monkeypatch):
     (p,) = session.profiles
     assert p.tool == "none" and p.speedscope is None
     assert "not profiled" in p.note
+
+
+@pytest.mark.slow  # a real run, in a CLI subprocess
+def test_perflab_run_profile_writes_profiles_and_prints_where_the_time_goes(
+    tmp_path: Path, database_url: str
+):
+    env = {**os.environ, "PERFLAB_RESULTS_DIR": str(tmp_path / "results")}
+    env["DATABASE_URL"] = database_url
+    proc = subprocess.run(
+        [sys.executable, "-m", "perflab.cli", "run", "caching", "--quick", "--profile",
+         "--size", "tiny"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (run_dir,) = (tmp_path / "results").iterdir()
+    run = Run.load(run_dir)
+    entries = profiling.run_profiles(run.path, run.manifest)
+    assert sorted(e["variant"] for e in entries) == ["memory", "none", "redis"]
+    for e in entries:
+        assert e["tool"] == "py-spy", e["note"]
+        assert e["speedscope"].parent == run_dir / "profiles"
+        assert json.loads(e["speedscope"].read_text())["profiles"]
+        assert ET.parse(e["svg"]).getroot().tag.endswith("svg")
+        # The table printed: its header, the note saying which tool, and a function row.
+        head = f"Where the time goes: caching/{e['variant']} (repeat 1)"
+        block = proc.stdout.split(head, 1)[1].split("Where the time goes:", 1)[0]
+        assert e["note"] in block and "self_pct" in block and "total_pct" in block
+        top = profiling.table(e["speedscope"])
+        assert top["function"].iloc[0] in block
+    page = (run_dir / "report.html").read_text()
+    assert page.count("Where the time goes: ") == 3 and page.count("<svg") == 3
+    ET.fromstring(page[page.index("<svg") : page.index("</svg>") + 6])
+
+
+@pytest.mark.slow
+def test_lab_service_profile_true_profiles_until_it_stops(tmp_path: Path, database_url: str):
+    with Lab(size="tiny", database_url=database_url, log_dir=tmp_path) as lab:
+        svc = lab.service("catalog", label="t-lab-profile", profile=True, cache="memory")
+        with httpx.Client(timeout=10) as client:
+            for _ in range(200):
+                client.get(svc.url + "/products/3")
+        assert svc.profiles == []  # written when the service stops
+        svc.stop()
+    (p,) = svc.profiles
+    assert p.speedscope is not None and p.speedscope.parent == tmp_path / "profiles"
+    _check_files(p)
+
+
+def test_profiling_is_off_by_default(tmp_path: Path):
+    import inspect
+
+    from perflab import runner
+
+    assert inspect.signature(Lab.service).parameters["profile"].default is False
+    assert inspect.signature(runner.run_experiments).parameters["profiler"].default is False
+    from perflab.cli import build_parser
+
+    args = build_parser().parse_args(["run", "caching"])
+    assert args.profile is False
+
+
+def test_ours_keeps_the_labs_own_functions_and_source_reads_them(tmp_path):
+    path = _sampled(tmp_path)
+    assert set(profiling.table(path, ours=True)["function"]) == {
+        "MemoryCache.get_or_load",
+        "get_product",
+    }
+    code = profiling.source(
+        "ObservabilityMiddleware.__call__.<locals>.send_wrapper",
+        "perflab_services/common/middleware.py",
+    )
+    assert code.lstrip().startswith("async def __call__") and "send_wrapper" in code
+    with pytest.raises(ValueError, match="not one of the lab's own modules"):
+        profiling.source("APIRouter.app", "fastapi/routing.py")

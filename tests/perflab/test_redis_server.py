@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 import redis
@@ -23,6 +24,12 @@ def test_embedded_redis_starts_answers_and_stops(prefer, tmp_path):
         assert client.ping()
         client.set("k", "v")
         assert client.get("k") == b"v"
+        # Another local process without the per-server secret gets nothing.
+        stranger = redis.Redis(host="127.0.0.1", port=server.port)
+        with pytest.raises(redis.AuthenticationError):
+            stranger.get("k")
+        cmdline = Path(f"/proc/{server.proc.pid}/cmdline").read_bytes()
+        assert server.password.encode() not in cmdline, "the secret must not show in ps"
         pid = server.proc.pid
     assert server.proc is None
     with pytest.raises(ProcessLookupError):

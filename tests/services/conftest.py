@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from perflab.lab import service_env
+from perflab.services import ServiceHandle, start_service
 
 
 def _log_lines(path: Path, request_id: str, count: int = 1, timeout: float = 5.0) -> list[dict]:
@@ -25,3 +28,31 @@ def _log_lines(path: Path, request_id: str, count: int = 1, timeout: float = 5.0
 def log_lines() -> Callable[..., list[dict]]:
     """`log_lines(svc.log_file, request_id, count=1)`: a service's log lines for one request."""
     return _log_lines
+
+
+@pytest.fixture(scope="session")
+def start_gateway(tmp_root: Path) -> Iterator[Callable[..., ServiceHandle]]:
+    """Start a gateway (real uvicorn subprocess) in front of `catalog_url`; stopped at the end."""
+    started: list[ServiceHandle] = []
+
+    def start(label: str, catalog_url: str, **settings: object) -> ServiceHandle:
+        env = service_env("gateway", {"catalog_url": catalog_url, **settings})
+        handle = start_service("gateway", env, tmp_root / "logs", label=label)
+        started.append(handle)
+        return handle
+
+    yield start
+    for h in started:
+        h.stop()
+
+
+@pytest.fixture(scope="session")
+def edge_catalog(start_catalog) -> ServiceHandle:
+    """A catalog that the edge tests (bad input, schema fuzz) attack directly and through
+    `edge_gateway`."""
+    return start_catalog("t-edge", queries="optimized", cache="memory")
+
+
+@pytest.fixture(scope="session")
+def edge_gateway(start_gateway, edge_catalog) -> ServiceHandle:
+    return start_gateway("t-edge-gw", edge_catalog.url)

@@ -37,7 +37,17 @@ class Settings(BaseSettings):
     log_file: str | None = None
     metrics_enabled: bool = True
     headers_enabled: bool = True
+    # OpenTelemetry traces (common/tracing.py): off, a ratio of traces, or always; where the
+    # spans go as JSON lines (the lab sets it; OTEL_EXPORTER_OTLP_* also send them to OTLP).
+    tracing: Literal["off", "ratio", "always"] = "off"
+    trace_ratio: float = Field(0.1, ge=0, le=1)
+    spans_file: str | None = None
     service_name: str = "catalog"
+    # --- plug-ins (core/plugins.py): "file.py:Name" or "module:Name", run instead of ours ----
+    # The classroom's checks run a student's class inside the real service this way.
+    repository_plugin: str | None = None  # a Repository class, built with no arguments
+    cache_plugin: str | None = None  # a Cache class, built as Name(ttl=..., max_entries=...)
+    middleware_plugin: str | None = None  # a pure ASGI middleware class, built as Name(app)
 
     # --- security (services/catalog/core/security.py, ratelimit.py, limits.py) ---------------
     # Reviews need an `editor` token when on; off lets an experiment measure writes without
@@ -54,8 +64,15 @@ class Settings(BaseSettings):
     rate_limit_enabled: bool = True
     rate_limit_per_second: float = Field(50.0, gt=0)
     rate_limit_burst: int = Field(100, ge=1)
+    # Logins (`POST /auth/token`, tens of ms of scrypt each) have buckets of their own, per
+    # client and per username, checked before any hashing; on with the rate limit.
+    login_rate_per_second: float = Field(0.5, gt=0)
+    login_burst: int = Field(10, ge=1)
     # Request bodies above this many bytes get a 413 before the app reads them.
     max_body_bytes: int = Field(64 * 1024, ge=1)
+    # Proxies allowed to name the client with X-Forwarded-For (addresses or networks, comma-
+    # separated; "" trusts none): services/common/clients.py.
+    trusted_proxies: str = ""
 
     @property
     def variant(self) -> str:

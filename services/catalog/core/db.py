@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from perflab_services.common import context
+from perflab_services.common import context, tracing
 
 
 def _add_db_time(seconds: float) -> None:
@@ -91,6 +91,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, pool_size=10, max_overflow=30, pool_pre_ping=True)
     event.listen(engine, "before_cursor_execute", _before_execute)
     event.listen(engine, "after_cursor_execute", _after_execute)
+    event.listen(engine, "handle_error", _on_error)
     return engine
 
 
@@ -111,15 +112,30 @@ def _sqlite_on_begin(conn: Any) -> None:
 
 
 def _before_execute(conn, cursor, statement, parameters, context_, executemany) -> None:
-    conn.info.setdefault("perflab_t0", []).append(perf_counter())
+    # With tracing on, each statement is also a span (common/tracing.py), ended after it ran.
+    span = tracing.start_sql_span(statement, conn.dialect.name)
+    conn.info.setdefault("perflab_t0", []).append((perf_counter(), span))
 
 
 def _after_execute(conn, cursor, statement, parameters, context_, executemany) -> None:
-    elapsed = perf_counter() - conn.info["perflab_t0"].pop()
+    t0, span = conn.info["perflab_t0"].pop()
+    elapsed = perf_counter() - t0
+    if span is not None:
+        span.end()
     ctx = context.get()
     if ctx is not None and not statement.startswith("BEGIN"):
         ctx.db_queries += 1
         ctx.db_seconds += elapsed
+
+
+def _on_error(exception_context: Any) -> None:
+    """A failed statement: drop its start (and end its span as an error)."""
+    conn = exception_context.connection
+    started = conn.info.get("perflab_t0") if conn is not None else None
+    if started:
+        _t0, span = started.pop()
+        if span is not None:
+            tracing.fail(span, exception_context.original_exception)
 
 
 class Database:

@@ -21,10 +21,11 @@ small file named after the service instance (see `Faults`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import random
-import tempfile
+import stat
 import threading
 import time
 from contextvars import ContextVar
@@ -34,9 +35,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, event
 
-from perflab_services.catalog.core.asgi import Receive, Scope, Send, send_json
 from perflab_services.catalog.core.cache import in_thread
 from perflab_services.common import context
+from perflab_services.common.asgi import Receive, Scope, Send, send_json
 
 EXEMPT_PREFIXES = ("/admin", "/auth", "/healthz", "/metrics")
 FAULT_NAMES = ("latency", "errors", "cache_outage", "slow_db", "cpu_burn")
@@ -86,14 +87,48 @@ def instance_id() -> str | None:
     return f"{parent.pid}-{started}"
 
 
-def default_state_file() -> Path | None:
-    """A file shared by the workers of this instance; None when there is only one process."""
+class UnsafeFolder(RuntimeError):
+    """A folder for shared state that someone else could write to or redirect."""
+
+
+def private_folder(path: Path) -> Path:
+    """`path`, created 0700 if missing, and refused unless it is a real folder (not a link)
+    owned by this user that nobody else may write to or read.
+
+    Whoever controls the folder of the fault state controls the faults: a shared temp folder
+    another local user created first (`/tmp/perflab-faults-<uid>` once) let them inject faults
+    without a token, and a link planted in it made an admin's `PUT /admin/faults` overwrite the
+    file it pointed at.
+    """
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700, parents=True)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafeFolder(f"{path} is not a folder (a link?): remove it")
+    if info.st_uid != os.getuid():
+        raise UnsafeFolder(f"{path} belongs to user {info.st_uid}, not to us: remove it")
+    if info.st_mode & 0o077:
+        raise UnsafeFolder(
+            f"{path} is open to other users (mode {info.st_mode & 0o777:o}): chmod 700"
+        )
+    return path
+
+
+def default_state_file(data_dir: Path | None = None) -> Path | None:
+    """A file shared by the workers of this instance; None when there is only one process.
+
+    It lives in a private folder: `$XDG_RUNTIME_DIR/perflab` (per user, on tmpfs, made for this)
+    when there is one, else `<data_dir>/run` (the service's own data folder: its secrets dir).
+    """
     instance = instance_id()
     if instance is None:
         return None
-    folder = Path(tempfile.gettempdir()) / f"perflab-faults-{os.getuid()}"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    return folder / f"catalog-{instance}.json"
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if runtime and Path(runtime).is_dir():
+        base = Path(runtime) / "perflab"
+    else:
+        base = Path(data_dir or "data") / "run"
+    return private_folder(base) / f"catalog-{instance}.json"
 
 
 class Faults:
@@ -123,18 +158,28 @@ class Faults:
 
     @classmethod
     def create(
-        cls, registry: Any = None, logger: Any = None, state_file: Path | None = None
+        cls,
+        registry: Any = None,
+        logger: Any = None,
+        state_file: Path | None = None,
+        data_dir: Path | None = None,
     ) -> Faults:
         gauge = None
         if registry is not None:
             from prometheus_client import Gauge
 
+            # One series per fault for the whole service: with several workers (multiprocess
+            # mode) the live workers' values, maxed; a dead worker's file no longer counts.
             gauge = Gauge(
-                "fault_active", "1 while this injected fault is on.", ("fault",), registry=registry
+                "fault_active",
+                "1 while this injected fault is on.",
+                ("fault",),
+                registry=registry,
+                multiprocess_mode="livemax",
             )
             for name in FAULT_NAMES:
                 gauge.labels(name).set(0)
-        return cls(gauge, logger, state_file or default_state_file())
+        return cls(gauge, logger, state_file or default_state_file(data_dir))
 
     @property
     def spec(self) -> FaultSpec:
@@ -157,7 +202,9 @@ class Faults:
         with self._lock:
             self._mtime = mtime
             try:
-                spec = FaultSpec.model_validate_json(path.read_bytes())
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+                with os.fdopen(fd, "rb") as f:
+                    spec = FaultSpec.model_validate_json(f.read(64 * 1024))
             except (OSError, ValueError):
                 spec = FaultSpec()
             self._apply(spec, log=False)
@@ -174,8 +221,13 @@ class Faults:
     def set(self, spec: FaultSpec) -> None:
         with self._lock:
             if self.state_file is not None:
+                # A fresh file (never an existing one, never through a link), then an atomic
+                # rename over the state file (a rename replaces a link, it does not follow it).
                 tmp = self.state_file.with_name(f".{self.state_file.name}.{os.getpid()}.tmp")
-                tmp.write_text(spec.model_dump_json())
+                tmp.unlink(missing_ok=True)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                with os.fdopen(os.open(tmp, flags, 0o600), "w") as f:
+                    f.write(spec.model_dump_json())
                 os.replace(tmp, self.state_file)
                 self._mtime = self.state_file.stat().st_mtime_ns
             self._apply(spec, log=True)

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from perflab_services.catalog.api.security import principal_from_scope
 from perflab_services.catalog.core.faults import FaultMiddleware, Faults
-from perflab_services.catalog.core.limits import BodySizeLimitMiddleware
-from perflab_services.catalog.core.ratelimit import RateLimiter, RateLimitMiddleware
+from perflab_services.catalog.core.ratelimit import LoginThrottle, RateLimiter, RateLimitMiddleware
 from perflab_services.catalog.core.security import Authenticator, InvalidToken
+from perflab_services.common.clients import client_host
+from perflab_services.common.errors import install_error_handlers
+from perflab_services.common.limits import BodySizeLimitMiddleware
 
 
 def client_identifier(auth: Authenticator):
@@ -31,27 +30,18 @@ def client_identifier(auth: Authenticator):
             who = None
         if who is not None and not who.anonymous:
             return f"user:{who.subject}"
-        client = scope.get("client") or ("unknown", 0)
-        return f"ip:{client[0]}"
+        return f"ip:{client_host(scope)}"
 
     return identify
 
 
-async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """FastAPI's 422, except that a body that is not UTF-8 is echoed with replacement characters
-    instead of failing to encode (which made the default handler answer a 500)."""
-    safe = jsonable_encoder(
-        exc.errors(), custom_encoder={bytes: lambda b: b.decode("utf-8", "replace")}
-    )
-    return JSONResponse({"detail": safe}, status_code=422)
-
-
 def install(app: FastAPI, settings: Any, *, logger: Any, metrics: Any, faults: Faults) -> None:
     """Add auth state and the protective middlewares (call before the observability one)."""
-    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
+    install_error_handlers(app)
     auth = Authenticator.from_settings(settings)
     app.state.auth = auth
     app.state.faults = faults
+    app.state.login_throttle = None
     app.add_middleware(FaultMiddleware, faults=faults)
     if settings.rate_limit_enabled:
         counter = None
@@ -70,6 +60,14 @@ def install(app: FastAPI, settings: Any, *, logger: Any, metrics: Any, faults: F
             logger=logger,
         )
         app.state.rate_limiter = limiter
+        app.state.login_throttle = LoginThrottle(
+            RateLimiter(
+                settings.login_rate_per_second,
+                settings.login_burst,
+                redis_url=settings.redis_url,
+                logger=logger,
+            )
+        )
         app.add_middleware(
             RateLimitMiddleware,
             limiter=limiter,

@@ -13,12 +13,13 @@ which errs on letting traffic through rather than failing requests because Redis
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
 from typing import Any
 
-from perflab_services.catalog.core.asgi import Receive, Scope, Send, send_json
+from perflab_services.common.asgi import Receive, Scope, Send, send_json
 
 # KEYS[1] bucket; ARGV rate/s, burst. Returns {allowed (0/1), seconds to wait as a string}.
 _LUA = """
@@ -163,3 +164,22 @@ class RateLimitMiddleware:
             },
             [(b"retry-after", str(retry_after).encode())],
         )
+
+
+class LoginThrottle:
+    """Buckets for `POST /auth/token`, per client and per username, checked before the password
+    is hashed: each login costs tens of ms of scrypt on purpose, so unthrottled it is both a
+    password-guessing and a CPU-exhaustion lever. Per client stops one source; per username
+    stops many sources guessing one account. Same Redis-or-local buckets as the rate limit."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self.limiter = limiter
+
+    async def wait(self, client: str, username: str) -> float | None:
+        """None if this attempt may go ahead, else the seconds to wait before the next one."""
+        user = hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        for key in (f"login:ip:{client}", f"login:user:{user}"):
+            allowed, wait = await self.limiter.hit(key)
+            if not allowed:
+                return max(1.0, math.ceil(wait))
+        return None

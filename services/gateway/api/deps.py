@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Response
 
-from perflab_services.gateway.core.upstream import CatalogClient
+from perflab_services.common.clients import client_host
+from perflab_services.gateway.core.upstream import CatalogClient, UpstreamResponse
 
 
 def get_client(request: Request) -> CatalogClient:
@@ -23,5 +24,22 @@ async def proxy_get(client: CatalogClient, request: Request, path: str) -> Respo
         path,
         params=list(request.query_params.multi_items()),
         authorization=request.headers.get("authorization"),
+        forwarded_for=client_of(request),
     )
-    return Response(upstream.body, status_code=upstream.status, media_type=upstream.content_type)
+    return answer(upstream)
+
+
+def client_of(request: Request) -> str:
+    """The caller's address, which the gateway names to the catalog (X-Forwarded-For)."""
+    return client_host(request.scope)
+
+
+def answer(upstream: UpstreamResponse) -> Response:
+    """The catalog's answer, as the gateway's: status, body, type and any Retry-After."""
+    headers = {"retry-after": upstream.retry_after} if upstream.retry_after else None
+    return Response(
+        upstream.body,
+        status_code=upstream.status,
+        media_type=upstream.content_type,
+        headers=headers,
+    )

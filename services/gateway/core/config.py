@@ -8,6 +8,7 @@ breaker that opens after five failures in a row.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,9 +19,15 @@ class Settings(BaseSettings):
 
     catalog_url: str = "http://127.0.0.1:8000"
     # Timeouts, seconds: connecting, waiting for a response, and waiting for a pooled connection.
+    # A stalled catalog (stopped, or its event loop blocked) accepts connections and never
+    # answers: the read timeout is what turns that into failures the breaker counts, so it is
+    # a few times the catalog's slow path, not "as long as it takes".
     connect_timeout: float = Field(1.0, gt=0)
-    read_timeout: float = Field(10.0, gt=0)
-    pool_timeout: float = Field(5.0, gt=0)
+    read_timeout: float = Field(3.0, gt=0)
+    pool_timeout: float = Field(2.0, gt=0)
+    # The whole call, all attempts and backoff included: no retry starts that cannot finish
+    # within it, and each attempt's timeouts are cut to what is left of it.
+    budget_seconds: float = Field(5.0, gt=0)
     max_connections: int = Field(100, gt=0)
     max_keepalive_connections: int = Field(20, ge=0)
     # Below uvicorn's keep-alive timeout (5 s): the gateway drops an idle connection before the
@@ -34,10 +41,20 @@ class Settings(BaseSettings):
     # The circuit breaker: open after this many failed attempts in a row, try again after.
     breaker_failures: int = Field(5, gt=0)
     breaker_cooldown_seconds: float = Field(2.0, gt=0)
+    # Request bodies above this many bytes get a 413, counted while they stream in.
+    max_body_bytes: int = Field(64 * 1024, ge=1)
+    # Proxies allowed to name the client with X-Forwarded-For ("" trusts none):
+    # services/common/clients.py. The gateway itself names its client to the catalog.
+    trusted_proxies: str = ""
     log_enabled: bool = True
     log_file: str | None = None
     metrics_enabled: bool = True
     headers_enabled: bool = True
+    # OpenTelemetry traces (common/tracing.py): off, a ratio of traces, or always; where the
+    # spans go as JSON lines (the lab sets it; OTEL_EXPORTER_OTLP_* also send them to OTLP).
+    tracing: Literal["off", "ratio", "always"] = "off"
+    trace_ratio: float = Field(0.1, ge=0, le=1)
+    spans_file: str | None = None
     service_name: str = "gateway"
 
     @field_validator("catalog_url")

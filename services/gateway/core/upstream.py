@@ -9,7 +9,10 @@ What is retried, and why:
   key that timed out is *not* retried: the catalog may have stored it already.
 
 Waits between attempts grow exponentially with full jitter, so many gateways retrying after the
-same hiccup do not hit the catalog in lock-step. Every attempt's outcome feeds the circuit
+same hiccup do not hit the catalog in lock-step. The whole call has a budget
+(`budget_seconds`): each attempt's timeouts are cut to what is left of it and no retry starts
+once it is spent, so a stalled catalog costs a caller at most the budget, and the timeouts it
+causes open the breaker. Every attempt's outcome feeds the circuit
 breaker; while it is open, calls fail at once with 503 instead of waiting for timeouts.
 Errors are exceptions carrying the HTTP status and message the gateway answers with.
 """
@@ -25,6 +28,7 @@ from typing import Any
 import httpx
 
 from perflab_services.common import context
+from perflab_services.common.tracing import TracedTransport
 from perflab_services.gateway.core.breaker import CircuitBreaker
 from perflab_services.gateway.core.config import Settings
 from perflab_services.gateway.core.metrics import UpstreamMetrics
@@ -48,6 +52,7 @@ class UpstreamResponse:
     status: int
     body: bytes
     content_type: str
+    retry_after: str | None = None  # the catalog's Retry-After (a 429, a 503): passed on
 
 
 class CatalogClient:
@@ -79,7 +84,8 @@ class CatalogClient:
             ),
             trust_env=False,  # a configured URL on this machine: no HTTP_PROXY detour
             # Retries are ours (with backoff and the breaker), not the transport's.
-            transport=httpx.AsyncHTTPTransport(retries=0),
+            # Each attempt is a span that passes its traceparent on (common/tracing.py).
+            transport=TracedTransport(httpx.AsyncHTTPTransport(retries=0)),
         )
 
     def _opened(self) -> None:
@@ -115,9 +121,14 @@ class CatalogClient:
         content_type: str | None = None,
         idempotency_key: str | None = None,
         authorization: str | None = None,
+        forwarded_for: str | None = None,
     ) -> UpstreamResponse:
         ctx = context.get()
         headers = {"accept": "application/json"}
+        if forwarded_for:
+            # Who the caller is, for the catalog's per-client limits; replaces (never extends)
+            # whatever the caller claimed, which services/common/clients.py already weighed.
+            headers["x-forwarded-for"] = forwarded_for
         if ctx is not None:
             headers["x-request-id"] = ctx.request_id  # one id in both services' logs
         if idempotency_key:
@@ -132,10 +143,14 @@ class CatalogClient:
         failure: UpstreamError | None = None
         last_response: UpstreamResponse | None = None
         sent = 0  # attempts that went out (the breaker may stop one before it does)
+        deadline = perf_counter() + self.settings.budget_seconds
         try:
             for attempt in range(attempts):
                 if attempt:
-                    await asyncio.sleep(self.backoff(attempt - 1))
+                    pause = self.backoff(attempt - 1)
+                    if perf_counter() + pause >= deadline:
+                        break  # no time left for another attempt: answer with what we have
+                    await asyncio.sleep(pause)
                 if not self.breaker.allow():
                     self._count(method, "circuit_open", None)
                     wait = self.breaker.retry_after()
@@ -150,9 +165,15 @@ class CatalogClient:
                     self.metrics.retries.labels(method).inc()
                 sent += 1
                 t0 = perf_counter()
+                timeout = self._timeout(deadline - t0)
                 try:
                     resp = await self.client.request(
-                        method, path, params=params, content=content, headers=headers
+                        method,
+                        path,
+                        params=params,
+                        content=content,
+                        headers=headers,
+                        timeout=timeout,
                     )
                 except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                     upstream_seconds += perf_counter() - t0
@@ -177,8 +198,7 @@ class CatalogClient:
                     self._count(method, "timeout", perf_counter() - t0)
                     self.breaker.failure()
                     failure = UpstreamError(
-                        504,
-                        f"catalog timeout: no answer within {self.settings.read_timeout:g} s",
+                        504, f"catalog timeout: no answer within {timeout.read:.3g} s"
                     )
                     if safe_to_repeat:
                         continue
@@ -200,6 +220,7 @@ class CatalogClient:
                     resp.status_code,
                     resp.content,
                     resp.headers.get("content-type", "application/json"),
+                    resp.headers.get("retry-after"),
                 )
                 if resp.status_code >= 500:
                     self.breaker.failure()
@@ -225,6 +246,17 @@ class CatalogClient:
         if ctx is not None:
             ctx.extra["upstream_error"] = failure.detail
         raise failure
+
+    def _timeout(self, remaining: float) -> httpx.Timeout:
+        """The configured timeouts, none longer than what is left of the call's budget."""
+        left = max(remaining, 0.001)
+        s = self.settings
+        return httpx.Timeout(
+            connect=min(s.connect_timeout, left),
+            read=min(s.read_timeout, left),
+            write=min(s.read_timeout, left),
+            pool=min(s.pool_timeout, left),
+        )
 
     async def aclose(self) -> None:
         await self.client.aclose()

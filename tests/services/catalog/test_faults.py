@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +19,7 @@ from perflab import auth, faults
 from perflab.loadgen import Endpoint, LoadProfile, run_load
 from perflab.redis_server import EmbeddedRedis
 from perflab_services.catalog.core.db import make_engine
+from perflab_services.catalog.core.faults import Faults, FaultSpec, UnsafeFolder, private_folder
 from perflab_services.catalog.models import Review
 
 
@@ -283,3 +286,47 @@ def test_200_concurrent_writes_with_retries_store_exactly_200(start_catalog, dat
     log = [json.loads(x) for x in svc.log_file.read_text().splitlines()]
     injected = [x for x in log if x.get("injected") and x.get("route", "").endswith("/reviews")]
     assert len(injected) >= 20, "the fault really lost answers, so retries were exercised"
+
+
+def test_fault_state_folder_must_be_private(tmp_path):
+    """Another local user must not own, open up or redirect the folder of the shared state."""
+    made = private_folder(tmp_path / "run")
+    assert made.stat().st_mode & 0o777 == 0o700
+    open_folder = tmp_path / "open"
+    open_folder.mkdir()
+    open_folder.chmod(0o777)
+    with pytest.raises(UnsafeFolder, match="open to other users"):
+        private_folder(open_folder)
+    link = tmp_path / "link"
+    link.symlink_to(made)
+    with pytest.raises(UnsafeFolder, match="not a folder"):
+        private_folder(link)
+
+
+def test_fault_state_is_written_without_following_planted_links(tmp_path):
+    folder = private_folder(tmp_path / "run")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    state = folder / "catalog-1.json"
+    (folder / f".{state.name}.{os.getpid()}.tmp").symlink_to(victim)  # the temp file's name
+    Faults(state_file=state).set(FaultSpec(latency_ms=5))
+    assert victim.read_text() == "precious"
+    assert (
+        not state.is_symlink() and FaultSpec.model_validate_json(state.read_text()).latency_ms == 5
+    )
+    assert state.stat().st_mode & 0o777 == 0o600
+
+
+def test_workers_share_faults_through_a_private_folder(start_catalog):
+    svc = start_catalog("t-faults-private", workers=2)
+    faults.set(svc, latency_ms=1)
+    try:
+        runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+        base = Path(runtime) / "perflab" if runtime and Path(runtime).is_dir() else None
+        base = base or auth.secrets_dir(svc) / "run"
+        files = list(base.glob("catalog-*.json"))
+        assert files, f"no shared fault state in {base}"
+        assert base.stat().st_uid == os.getuid() and base.stat().st_mode & 0o777 == 0o700
+        assert all(f.stat().st_mode & 0o777 == 0o600 for f in files)
+    finally:
+        faults.clear(svc)

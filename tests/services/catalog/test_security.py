@@ -329,3 +329,28 @@ def test_request_id_of_an_anonymous_write_refusal_is_logged(secure):
     lines = [json.loads(x) for x in secure.log_file.read_text().splitlines()]
     (line,) = [x for x in lines if x.get("request_id") == rid]
     assert line["status"] == 401
+
+
+def test_every_read_route_refuses_a_bad_token_and_logs_its_route(secure):
+    """Reads check the token without a dependency (`ReaderRoute`): still a 401 on each of them,
+    logged under the route it was refused on."""
+    bad = {"Authorization": "Bearer not-a-token"}
+    routes = {
+        "/products": "/products",
+        "/products/{product_id}": "/products/1",
+        "/products/{product_id}/brief": "/products/1/brief",
+        "/categories/{category_id}/top": "/categories/1/top",
+    }
+    for route, path in routes.items():
+        rid = f"sec-read-{uuid.uuid4().hex[:12]}"
+        r = httpx.get(f"{secure.url}{path}", headers={**bad, "X-Request-ID": rid})
+        assert r.status_code == 401, (path, r.text)
+        assert 'error="invalid_token"' in r.headers["www-authenticate"]
+        assert httpx.get(f"{secure.url}{path}").status_code == 200  # anonymous reads are fine
+        deadline = time.monotonic() + 30
+        line: dict = {}
+        while not line and time.monotonic() < deadline:
+            lines = [json.loads(x) for x in secure.log_file.read_text().splitlines()]
+            line = next((x for x in lines if x.get("request_id") == rid), {})
+            time.sleep(0.05)
+        assert line["status"] == 401 and line["route"] == route, line

@@ -46,3 +46,32 @@ def test_idempotency_key_makes_retries_safe(optimized):
     assert again.status_code == 200
     assert again.json()["id"] == first.json()["id"]
     assert _count(optimized.url, 12) == before + 1
+
+
+def test_idempotency_keys_belong_to_the_caller(optimized):
+    """Another user's write with the same key is stored, not answered with the first review."""
+    key = uuid.uuid4().hex
+    body = {"rating": 5, "text": "same key, two users", "author": "scoped"}
+    url = f"{optimized.url}/products/13/reviews"
+    editor = httpx.post(
+        url, json=body, headers={"Idempotency-Key": key, **auth.headers(optimized, "editor")}
+    )
+    admin = httpx.post(
+        url, json=body, headers={"Idempotency-Key": key, **auth.headers(optimized, "admin")}
+    )
+    assert (editor.status_code, admin.status_code) == (201, 201), (editor.text, admin.text)
+    assert editor.json()["id"] != admin.json()["id"]
+
+
+def test_idempotency_key_reused_for_another_request_is_a_422(optimized):
+    key = uuid.uuid4().hex
+    headers = {"Idempotency-Key": key, **auth.headers(optimized, "editor")}
+    body = {"rating": 3, "text": "first use", "author": "reuse"}
+    first = httpx.post(f"{optimized.url}/products/14/reviews", json=body, headers=headers)
+    assert first.status_code == 201
+    before = _count(optimized.url, 15)
+    for product, other in ((15, body), (14, {**body, "text": "another body"})):
+        r = httpx.post(f"{optimized.url}/products/{product}/reviews", json=other, headers=headers)
+        assert r.status_code == 422, r.text
+        assert "Idempotency-Key" in r.json()["detail"]
+    assert _count(optimized.url, 15) == before, "the refused write must not be stored"

@@ -1,28 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
-
 import pytest
 
-from perflab.services import ServiceHandle, start_service
-
-
-@pytest.fixture(scope="session")
-def start_gateway(tmp_root: Path) -> Iterator[Callable[..., ServiceHandle]]:
-    """Start a gateway (real uvicorn subprocess) in front of `catalog_url`; stopped at the end."""
-    started: list[ServiceHandle] = []
-
-    def start(label: str, catalog_url: str, **settings: object) -> ServiceHandle:
-        env = {"GATEWAY_CATALOG_URL": catalog_url}
-        env.update({f"GATEWAY_{k.upper()}": str(v) for k, v in settings.items()})
-        handle = start_service("gateway", env, tmp_root / "logs", label=label)
-        started.append(handle)
-        return handle
-
-    yield start
-    for h in started:
-        h.stop()
+from perflab.services import ServiceHandle
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,8 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
+from perflab_services.common.clients import client_host
+
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 _MAX_FIELD = 200
@@ -29,6 +31,8 @@ async def _credentials(request: Request) -> tuple[str, str]:
             data = json.loads(raw or b"null")
         except (ValueError, UnicodeDecodeError):
             raise _fail("body is not valid JSON") from None
+        except RecursionError:  # [[[[...]]]] a thousand deep: refused, not a crash
+            raise _fail("body is nested too deeply") from None
         if not isinstance(data, dict):
             raise _fail("send a JSON object with username and password")
     elif kind == "application/x-www-form-urlencoded":
@@ -63,7 +67,10 @@ _CREDENTIALS = {
 @router.post(
     "/token",
     summary="Get an access token (demo users: viewer, editor, admin)",
-    responses={401: {"description": "wrong username or password"}},
+    responses={
+        401: {"description": "wrong username or password"},
+        429: {"description": "too many login attempts from this client or for this user"},
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -76,6 +83,15 @@ _CREDENTIALS = {
 )
 async def token(request: Request) -> dict:
     username, password = await _credentials(request)
+    throttle = request.app.state.login_throttle
+    if throttle is not None:
+        wait = await throttle.wait(client_host(request.scope), username)
+        if wait is not None:
+            raise HTTPException(
+                429,
+                f"too many login attempts: retry in {wait:.0f} s",
+                headers={"Retry-After": f"{wait:.0f}"},
+            )
     auth = request.app.state.auth
     # scrypt costs tens of ms on purpose: off the event loop, so other requests keep flowing.
     role = await run_in_threadpool(auth.authenticate, username, password)

@@ -8,8 +8,10 @@ from fastapi import APIRouter, Query, Request, Response
 
 from perflab_services.catalog import schemas
 from perflab_services.catalog.api.deps import cached_json, catalog
+from perflab_services.catalog.api.security import ReaderRoute
 
-router = APIRouter(prefix="/categories", tags=["categories"])
+# Anyone may read; a bad token is a 401 (`ReaderRoute`: the check without a dependency's cost).
+router = APIRouter(prefix="/categories", tags=["categories"], route_class=ReaderRoute)
 
 
 @router.get("/{category_id}/top", response_model=schemas.CategoryTop)

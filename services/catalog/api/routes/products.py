@@ -13,10 +13,11 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 
 from perflab_services.catalog import schemas
 from perflab_services.catalog.api.deps import MAX_ID, SessionDep, cached_json, catalog
-from perflab_services.catalog.api.security import Editor
-from perflab_services.catalog.repository import NotFound
+from perflab_services.catalog.api.security import Editor, ReaderRoute
+from perflab_services.catalog.repository import IdempotencyConflict, NotFound
 
-router = APIRouter(prefix="/products", tags=["products"])
+# Anyone may read; a bad token is a 401 (`ReaderRoute`: the check without a dependency's cost).
+router = APIRouter(prefix="/products", tags=["products"], route_class=ReaderRoute)
 
 
 @router.get("", response_model=schemas.ProductPage)
@@ -63,15 +64,19 @@ async def add_review(
     review: schemas.ReviewIn,
     request: Request,
     response: Response,
-    _: Editor,
+    who: Editor,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=80)] = None,
 ) -> schemas.ReviewOut:
     if not 1 <= product_id <= MAX_ID:
         raise HTTPException(404, f"product {product_id} not found")
     try:
-        out, created = await catalog(request).add_review(product_id, review, idempotency_key)
+        out, created = await catalog(request).add_review(
+            product_id, review, idempotency_key, owner=who.subject
+        )
     except NotFound as exc:
         raise HTTPException(404, str(exc)) from None
+    except IdempotencyConflict as exc:
+        raise HTTPException(422, str(exc)) from None
     if not created:
         response.status_code = 200
     return out

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 
-from perflab_services.gateway.api.deps import ClientDep, proxy_get
+from perflab_services.gateway.api.deps import ClientDep, answer, client_of, proxy_get
 
 router = APIRouter(prefix="/products", tags=["products"])
-
-MAX_BODY_BYTES = 64 * 1024
 
 
 @router.get("")
@@ -30,9 +28,7 @@ async def add_review(
     client: ClientDep,
     idempotency_key: Annotated[str | None, Header(max_length=80)] = None,
 ) -> Response:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise HTTPException(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+    body = await request.body()  # bounded while it streams in (BodySizeLimitMiddleware)
     upstream = await client.request(
         "POST",
         f"/products/{product_id}/reviews",
@@ -40,5 +36,6 @@ async def add_review(
         content_type=request.headers.get("content-type", "application/json"),
         idempotency_key=idempotency_key,
         authorization=request.headers.get("authorization"),
+        forwarded_for=client_of(request),
     )
-    return Response(upstream.body, status_code=upstream.status, media_type=upstream.content_type)
+    return answer(upstream)

@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
-from perflab_services.catalog.core.asgi import Receive, Scope, Send, header, send_json
+from perflab_services.common.asgi import Receive, Scope, Send, header, send_json
 
 
 class _TooLarge(HTTPException):
