@@ -308,7 +308,11 @@ def measure_host(
     """A `measure(rate)` for `find_capacity`: one open-model load on `host` per call (through
     the lab's one launcher, samples kept in `out_dir`), judged against `slo`."""
 
+    made: dict[float, int] = {}
+
     def measure(rate: float) -> Step:
+        made[rate] = made.get(rate, 0) + 1  # a step measured again keeps both loads' samples
+        name = f"{label}-{rate:g}rps" + (f"-{made[rate]}" if made[rate] > 1 else "")
         if settle is not None:
             settle()
         prof = LoadProfile(
@@ -325,7 +329,7 @@ def measure_host(
             mix,
             prof,
             out_dir,
-            label=f"{label}-{rate:g}rps",
+            label=name,
             extra_config=extra_config,
             allow_remote=allow_remote,
             ca_file=ca_file,

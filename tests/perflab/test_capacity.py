@@ -158,7 +158,7 @@ def test_finds_the_capacity_of_a_server_that_serves_n_per_second(n_per_second_se
     assert 0.6 * N <= found["low"] <= N * 1.05
     assert found["low"] < found["high"] <= 1.3 * N
     assert (run_dir / "capacity.png").stat().st_size > 0
-    assert len(list((run_dir / "raw").glob("samples-target-*rps.csv"))) == len(steps)
+    assert len(list((run_dir / "raw").glob("samples-target-*rps*.csv"))) == len(steps)
     assert capacity.SLO(**doc["slo"]) == SLO(95, 250, 0.01)
 
 
