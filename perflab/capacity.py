@@ -137,6 +137,13 @@ class Capacity:
     steps: list[Step] = field(default_factory=list)
 
     def describe(self) -> str:
+        if self.low is None and self.generator_bound:
+            gen = self.steps[-1]
+            return (
+                f"{self.variant}: not measured: the load generator saturated at {gen.rate:.0f} "
+                f"req/s ({gen.reason}) before any rate held; add Locust workers (--workers), "
+                "a quieter or bigger load machine"
+            )
         if self.low is None:
             first = self.steps[0] if self.steps else None
             why = f" ({first.reason})" if first else ""

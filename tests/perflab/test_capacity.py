@@ -81,6 +81,8 @@ def test_the_search_brackets_the_capacity() -> None:
     assert not cap.generator_bound
     gen = find_capacity(_model(5000, generator_rps=300), slo, start=50)
     assert gen.generator_bound and gen.low == 200 and "generator" in gen.describe()
+    early = find_capacity(_model(5000, generator_rps=10), slo, start=50)
+    assert early.generator_bound and early.low is None and "saturated" in early.describe()
     low = find_capacity(_model(20), slo, start=50)  # below the start rate: bisects down
     assert low.low is not None and low.low <= 20 < (low.high or 0)
 
