@@ -264,7 +264,7 @@ def _queries(samples: pd.DataFrame) -> Any:
     return pd.to_numeric(samples["x_db_queries"], errors="coerce")
 
 
-# --- 01 validation ----------------------------------------------------------------------------
+# --- 07 validation ----------------------------------------------------------------------------
 
 GOOD_REVIEWS: list[dict[str, object]] = [
     {"rating": 5, "text": "Works as described.", "author": "ana"},
@@ -299,7 +299,7 @@ BAD_REVIEWS: list[dict[str, object]] = [
 
 
 def check_review_model(model: Any) -> CheckResult:
-    """Exercise 01: a pydantic model for a review that accepts every good one (whitespace
+    """07_input_validation: a pydantic model for a review that accepts every good one (whitespace
     stripped) and rejects every bad one: wrong types (no silent "5" -> 5), out-of-range values,
     blank or oversized text, unknown fields."""
     from pydantic import ValidationError
@@ -335,13 +335,13 @@ def _short(payload: object) -> str:
     return text if len(text) < 80 else text[:77] + "..."
 
 
-# --- 02 one log line per request --------------------------------------------------------------
+# --- 04 one log line per request --------------------------------------------------------------
 
 LOG_FIELDS = ("request_id", "method", "path", "status", "duration_ms")
 
 
 def check_request_log(spec: str, database_url: str) -> CheckResult:
-    """Exercise 02: an ASGI middleware (`file.py:Name`) that the catalog runs, printing exactly
+    """04_request_log: an ASGI middleware (`file.py:Name`) that the catalog runs, printing exactly
     one JSON line per request with `request_id` (the response's X-Request-ID), `method`,
     `path`, `status` (the status sent) and `duration_ms`."""
     with (
@@ -404,7 +404,98 @@ def check_request_log(spec: str, database_url: str) -> CheckResult:
         return check.passed()
 
 
-# --- 03 the N+1 -------------------------------------------------------------------------------
+# --- 04 a metric named the Prometheus way ----------------------------------------------------
+
+METRIC_COUNTER = "catalog_responses_total"
+METRIC_HISTOGRAM = "catalog_request_duration_seconds"
+MAX_ROUTE_LABELS = 6
+
+
+def _families(text: str) -> dict[str, Any]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def check_metric(spec: str, database_url: str) -> CheckResult:
+    """04_metric_naming: an ASGI middleware (`file.py:Name`) the catalog runs, adding to the
+    service's own registry (`scope["app"].state.metrics.registry`) a counter
+    `catalog_responses_total{route, status}` (route the template, status the class: 2xx...)
+    and a histogram `catalog_request_duration_seconds` (seconds, the base unit). Under the
+    lab's load the counts must equal what Locust sent, with few label values."""
+    with (
+        _checking("metric") as check,
+        _catalog(database_url, "check-metric", middleware_plugin=plugin_spec(spec)) as cat,
+    ):
+        samples = cat.load(
+            [
+                ("detail", "/products/{product}"),
+                ("top", "/categories/{category}/top"),
+                ("missing", "/products/0"),
+            ]
+        )
+        families = _families(cat.get("/metrics").text)
+        counter = families.get(METRIC_COUNTER.removesuffix("_total"))
+        check.require(
+            counter is not None and counter.type == "counter",
+            f"no counter {METRIC_COUNTER} on /metrics (register it in the service's registry: "
+            f'scope["app"].state.metrics.registry; a counter\'s name ends in _total)',
+        )
+        assert counter is not None
+        rows = [x for x in counter.samples if x.name == METRIC_COUNTER]
+        routes = sorted({x.labels.get("route", "") for x in rows})
+        statuses = sorted({x.labels.get("status", "") for x in rows})
+        check.measure(route_labels=len(routes), routes=routes[:8], statuses=statuses)
+        check.require(
+            len(routes) <= MAX_ROUTE_LABELS,
+            f"{len(routes)} different route labels, e.g. {routes[:3]}: label with the route's "
+            'template (scope["route"].path, "/products/{product_id}"), not the path itself: '
+            "every label value is a time series of its own",
+        )
+        check.require(
+            set(statuses) <= {"1xx", "2xx", "3xx", "4xx", "5xx"},
+            f"status labels {statuses}: use the class (2xx, 4xx...), a handful of values",
+        )
+
+        def counted(route: str, status: str) -> float:
+            return sum(
+                x.value
+                for x in rows
+                if x.labels.get("route") == route and x.labels.get("status") == status
+            )
+
+        sent_ok = int(((samples["endpoint"] == "detail") & (samples["status"] == 200)).sum())
+        sent_404 = int((samples["endpoint"] == "missing").sum())
+        got_ok = counted("/products/{product_id}", "2xx")
+        got_404 = counted("/products/{product_id}", "4xx")
+        check.measure(sent_ok=sent_ok, counted_ok=got_ok, sent_404=sent_404, counted_404=got_404)
+        check.require(
+            got_ok == sent_ok and got_404 == sent_404,
+            f"Locust got {sent_ok} 200s and {sent_404} 404s from /products/{{product_id}}; your "
+            f"counter says {got_ok:g} and {got_404:g}: count every response once, with the "
+            "status that was sent",
+        )
+        hist = families.get(METRIC_HISTOGRAM)
+        check.require(
+            hist is not None and hist.type == "histogram",
+            f"no histogram {METRIC_HISTOGRAM} on /metrics",
+        )
+        assert hist is not None
+        total = sum(x.value for x in hist.samples if x.name.endswith("_sum"))
+        count = sum(x.value for x in hist.samples if x.name.endswith("_count"))
+        mean_s = total / count if count else float("nan")
+        locust_mean_s = float(samples["latency_ms"].mean()) / 1000
+        check.measure(histogram_mean_s=mean_s, locust_mean_s=locust_mean_s)
+        check.require(
+            count >= len(samples) and 0 < mean_s <= locust_mean_s * 1.5,
+            f"the histogram's mean is {mean_s:.4g} over {count:g} observations; Locust measured "
+            f"{locust_mean_s:.4g} s over {len(samples)} requests: observe every request, in "
+            "seconds",
+        )
+        return check.passed()
+
+
+# --- 05 the N+1 -------------------------------------------------------------------------------
 
 N_PLUS_ONE_MAX_QUERIES = 3
 
@@ -450,7 +541,7 @@ def _without_shipped_answer(spec: str, folder: Path) -> str:
 
 
 def check_n_plus_one(spec: str, database_url: str) -> CheckResult:
-    """Exercise 03: a repository (`file.py:Name`) whose `list_products` the catalog serves at
+    """05_n_plus_one: a repository (`file.py:Name`) whose `list_products` the catalog serves at
     `/products?category=...&limit=...`: the same answer as the shipped code for every category
     (also right after a new review), in at most 3 SQL statements per request under load."""
     from perflab_services.catalog import schemas
@@ -521,7 +612,7 @@ def check_n_plus_one(spec: str, database_url: str) -> CheckResult:
         return check.passed()
 
 
-# --- 04 the right index -----------------------------------------------------------------------
+# --- 05 the right index -----------------------------------------------------------------------
 
 MAX_INDEXES = 2
 
@@ -534,7 +625,7 @@ def latest_reviews_sql(product_id: int) -> str:
 
 
 def check_index(statements: list[str], database_url: str) -> CheckResult:
-    """Exercise 04: at most 2 `CREATE INDEX` statements after which SQLite answers the latest
+    """05_right_index: at most 2 `CREATE INDEX` statements after which SQLite answers the latest
     reviews of a product by *searching* an index, in order, with no full scan of `reviews` and
     no sort (EXPLAIN QUERY PLAN), on a copy of the lab's database without the lab's indexes."""
     from sqlalchemy import text
@@ -630,7 +721,7 @@ PAGE = 17
 def check_keyset(
     page: Callable[[Any, int | None, int], list[int]], database_url: str
 ) -> CheckResult:
-    """Exercise 05: `page(session, after_id, limit)` returns the ids of the next `limit`
+    """05_keyset_pagination: `page(session, after_id, limit)` returns the ids of the next `limit`
     products after `after_id` (None: from the start), in id order, with one SQL statement that
     has a LIMIT and no OFFSET. The check walks every page while products are deleted behind the
     pages already read: every product that still exists must come exactly once."""
@@ -715,7 +806,7 @@ def _detail_queries(cat: _Catalog, pid: int) -> tuple[int, Any]:
 
 
 def check_cache(spec: str, database_url: str) -> CheckResult:
-    """Exercise 06: a cache class (`file.py:Name`, built as `Name(ttl=..., max_entries=...)`)
+    """06_cache_aside: a cache class (`file.py:Name`, built as `Name(ttl=..., max_entries=...)`)
     that the catalog puts in front of its product pages. Measured in the service, by the SQL
     statements each request ran (a hit runs none): at most `max_entries` products kept, the
     least recently used evicted first, every product's page right, a write seen at once
@@ -825,13 +916,13 @@ def check_cache(spec: str, database_url: str) -> CheckResult:
         return check.passed()
 
 
-# --- 07 single-flight against a stampede ------------------------------------------------------
+# --- 06 single-flight against a stampede ------------------------------------------------------
 
 STAMPEDE = 16
 
 
 def check_single_flight(spec: str, database_url: str) -> CheckResult:
-    """Exercise 07: the cache (`file.py:Name`) loads a missing key once however many requests
+    """06_single_flight: the cache (`file.py:Name`) loads a missing key once however many requests
     ask for it at the same moment (the others wait for that load), with every answer right,
     and a failing load (an unknown product) fails each waiter rather than hanging them."""
     import httpx
@@ -851,7 +942,7 @@ def check_single_flight(spec: str, database_url: str) -> CheckResult:
         products = _ids(cat.database_url, "product")
         one_load, _ = _detail_queries(cat, products[0])  # what one miss costs
         check.require(one_load > 0, "a first read ran no SQL: is the loader called?")
-        faults.set(cat.svc, db_sleep_ms=20)  # a slow database: misses overlap for sure
+        faults.set(cat.svc, db_sleep_ms=100)  # a slow database: the burst arrives within one load
 
         def burst(pid: int) -> list[Any]:
             barrier = threading.Barrier(STAMPEDE)
@@ -913,7 +1004,7 @@ def check_single_flight(spec: str, database_url: str) -> CheckResult:
         return check.passed()
 
 
-# --- 08 a role check on a JWT -----------------------------------------------------------------
+# --- 07 a role check on a JWT -----------------------------------------------------------------
 
 JWT_ISSUER = "perflab-catalog"
 JWT_AUDIENCE = "perflab"
@@ -940,7 +1031,7 @@ def _token(key: str, *, role: object = "editor", **over: object) -> str:
 
 
 def check_role_check(authorize: Callable[[str, str, str], bool]) -> CheckResult:
-    """Exercise 08: `authorize(token, needed, key)` is True only for a genuine, current token
+    """07_role_check: `authorize(token, needed, key)` is True only for a genuine, current token
     (HS256 with `key`, our issuer and audience, not expired) whose role includes `needed`
     (viewer < editor < admin); every forged, expired, foreign or role-less token is False."""
     import base64
@@ -1008,11 +1099,11 @@ def check_role_check(authorize: Callable[[str, str, str], bool]) -> CheckResult:
         return check.passed()
 
 
-# --- 09 a token bucket ------------------------------------------------------------------------
+# --- 07 a token bucket ------------------------------------------------------------------------
 
 
 def check_token_bucket(make: Callable[[float, int], Any]) -> CheckResult:
-    """Exercise 09: `TokenBucket(rate, burst)` with `allow(now) -> bool`: a full bucket lets
+    """07_token_bucket: `TokenBucket(rate, burst)` with `allow(now) -> bool`: a full bucket lets
     `burst` requests through at once, then `rate` per second; unused time never stores more than
     `burst`. Driven by a clock the check controls (no sleeping, exact counts)."""
     rate, burst = 10.0, 5
@@ -1051,7 +1142,7 @@ def check_token_bucket(make: Callable[[float, int], Any]) -> CheckResult:
         return check.passed()
 
 
-# --- 10 retries with capped exponential backoff and jitter ------------------------------------
+# --- 08 retries with capped exponential backoff and jitter ------------------------------------
 
 MAX_ATTEMPTS = 5
 FIRST_DELAY = 0.05
@@ -1097,7 +1188,7 @@ def _recording_sleeps() -> Iterator[list[float]]:
 
 
 def check_retry(get: Callable[[str], Any]) -> CheckResult:
-    """Exercise 10: `get(url)` returns an httpx response; on a 5xx or a connection error it
+    """08_retry_with_backoff: `get(url)` returns an httpx response; on a 5xx or connection error it
     tries again after a delay that starts near 0.05 s, doubles (capped at 1 s) and is jittered,
     at most 5 attempts in all; a 4xx is returned at once. The server counts every attempt."""
     from perflab.classroom.misbehaving import MisbehavingServer
@@ -1171,14 +1262,14 @@ def check_retry(get: Callable[[str], Any]) -> CheckResult:
         return check.passed()
 
 
-# --- 11 a circuit breaker ---------------------------------------------------------------------
+# --- 08 a circuit breaker ---------------------------------------------------------------------
 
 BREAKER_FAILURES = 3
 BREAKER_RESET = 0.5
 
 
 def check_breaker(make: Callable[[int, float], Any]) -> CheckResult:
-    """Exercise 11: `Breaker(max_failures, reset_after)` with `call(fn)`: after `max_failures`
+    """08_circuit_breaker: `Breaker(max_failures, reset_after)`, `call(fn)`: after `max_failures`
     failures in a row it fails fast (raises without calling `fn`); after `reset_after` seconds
     one call goes through: success closes it, failure opens it again. Against a real server
     that goes down and comes back, which counts every request that reached it."""
@@ -1252,13 +1343,13 @@ def check_breaker(make: Callable[[int, float], Any]) -> CheckResult:
         return check.passed()
 
 
-# --- 12 timeouts ------------------------------------------------------------------------------
+# --- 08 timeouts ------------------------------------------------------------------------------
 
 TIME_BUDGET = 0.5
 
 
 def check_timeout(fetch: Callable[[str], Any]) -> CheckResult:
-    """Exercise 12: `fetch(url)` returns the body (bytes) of a 200 answer, or None when the
+    """08_timeouts: `fetch(url)` returns the body (bytes) of a 200 answer, or None when the
     service does not answer within 0.5 s or answers an error: a caller never hangs on a slow
     dependency, and a fast one still gets its real answer."""
     from perflab.classroom.misbehaving import MisbehavingServer

@@ -22,6 +22,7 @@ SUBCOMMANDS = [
     "worker",
     "notebooks",
     "classroom",
+    "scale",
 ]
 
 

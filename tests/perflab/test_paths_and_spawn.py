@@ -94,7 +94,8 @@ def test_notebooks_are_copied_out_and_a_students_copy_is_kept(tmp_path: Path) ->
     exercises = {
         f"exercises/{p.name}" for p in ROOT.joinpath("notebooks/exercises").glob("*.ipynb")
     }
-    assert got == walkthrough | exercises | {"README.md"}
+    testing = {f"testing/{p.name}" for p in ROOT.joinpath("notebooks/testing").glob("*.py")}
+    assert got == walkthrough | exercises | testing | {"README.md"}
     mine = tmp_path / "nb" / "exercises" / sorted(exercises)[0].split("/")[1]
     mine.write_text("my answer")
     second = copy()

@@ -108,6 +108,44 @@ def test_request_log_gamed_fails(database_url, tmp_path, case, says):
     )
 
 
+# --- 04 metric naming ------------------------------------------------------------------------
+
+METRIC_SOLVED = answer_cell("04_metric_naming", True)
+METRIC_STATUS_CODES = METRIC_SOLVED.replace('status=f"{status // 100}xx"', "status=str(status)")
+METRIC_MILLISECONDS = METRIC_SOLVED.replace(
+    "observe(time.perf_counter() - start)", "observe((time.perf_counter() - start) * 1000)"
+)
+METRIC_TWICE = METRIC_SOLVED.replace(
+    'status=f"{status // 100}xx").inc()', 'status=f"{status // 100}xx").inc(2)'
+)
+
+
+@pytest.mark.slow
+def test_metric_solution_passes(database_url, tmp_path):
+    result = checks.check_metric(plugin(METRIC_SOLVED, tmp_path, "ResponseMetrics"), database_url)
+    assert result.measured["counted_ok"] == result.measured["sent_ok"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "case, says",
+    [
+        ("start", "route labels"),
+        (METRIC_STATUS_CODES, "status labels"),
+        (METRIC_MILLISECONDS, "in seconds"),
+        (METRIC_TWICE, "count every response once"),
+    ],
+    ids=["starting-point", "status-codes", "milliseconds", "counted-twice"],
+)
+def test_metric_gamed_fails(database_url, tmp_path, case, says):
+    source = answer_cell("04_metric_naming", False) if case == "start" else case
+    for variant in (METRIC_STATUS_CODES, METRIC_MILLISECONDS, METRIC_TWICE):
+        assert variant != METRIC_SOLVED  # each gamed one really differs from the solution
+    fails(
+        checks.check_metric, plugin(source, tmp_path, "ResponseMetrics"), database_url, match=says
+    )
+
+
 # --- 05 N+1 -----------------------------------------------------------------------------------
 
 REPO_PRECOMPUTED = """
