@@ -22,7 +22,6 @@ SUBCOMMANDS = [
     "worker",
     "notebooks",
     "classroom",
-    "scale",
 ]
 
 
