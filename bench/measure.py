@@ -8,7 +8,6 @@ is the thing being measured.
 from __future__ import annotations
 
 import http.client
-import os
 import re
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
+import psutil
 
 from perflab import paths, stats, targets
 from perflab.loadgen import Endpoint, LoadProfile, LocustSpec, locust_command, run_load
@@ -219,37 +219,20 @@ def wrk_rps(url: str, seconds: float, log: Path, connections: int = 8) -> float:
 
 
 # --- memory of a process tree ----------------------------------------------------------------
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-def _proc_table() -> dict[int, tuple[int, int]]:
-    """pid -> (ppid, rss bytes) for every process we can read, from /proc."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                raw = f.read()
-        except OSError:
-            continue
-        fields = raw[raw.rfind(b")") + 2 :].split()
-        table[int(entry)] = (int(fields[1]), int(fields[21]) * _PAGE)
-    return table
-
-
 def tree_rss(root: int) -> int:
-    """Resident memory of `root` and all its descendants, in bytes."""
-    table = _proc_table()
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        if pid in table:
-            total += table[pid][1]
-        todo.extend(children.get(pid, []))
+    """Resident memory of `root` and all its descendants, in bytes (psutil: Linux and macOS
+    alike). A process that exits while it is read counts as nothing."""
+    try:
+        parent = psutil.Process(root)
+        procs = [parent, *parent.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            continue
     return total
 
 

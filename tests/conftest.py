@@ -50,23 +50,34 @@ def redis_url(tmp_root: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def start_catalog(database_url: str, tmp_root: Path) -> Iterator[Callable[..., ServiceHandle]]:
-    """Start a catalog variant as a real uvicorn subprocess; all are stopped at session end."""
+def start_services(tmp_root: Path) -> Iterator[Callable[..., ServiceHandle]]:
+    """`start_services("gateway", label, catalog_url=...)`: a service as a real uvicorn
+    subprocess, its environment from the lab's `service_env` (so the lab's defaults hold: rate
+    limit off unless a test turns it on, since all test services share one client IP and, with
+    REDIS_URL, one Redis). All are stopped at session end."""
     started: list[ServiceHandle] = []
 
-    def start(label: str, workers: int = 1, tls: bool = False, **settings: object) -> ServiceHandle:
-        # The lab's defaults (rate limit off unless a test turns it on: all test services share
-        # one client IP and, with REDIS_URL, one Redis) come with `service_env`.
-        env = service_env("catalog", {"database_url": database_url, **settings})
-        handle = start_service(
-            "catalog", env, tmp_root / "logs", label=label, workers=workers, tls=tls
-        )
+    def start(
+        name: str, label: str, workers: int = 1, tls: bool = False, **settings: object
+    ) -> ServiceHandle:
+        env = service_env(name, settings)
+        handle = start_service(name, env, tmp_root / "logs", label=label, workers=workers, tls=tls)
         started.append(handle)
         return handle
 
     yield start
     for h in started:
         h.stop()
+
+
+@pytest.fixture(scope="session")
+def start_catalog(database_url: str, start_services) -> Callable[..., ServiceHandle]:
+    """Start a catalog variant on the session's database: `start_catalog(label, **settings)`."""
+
+    def start(label: str, **settings: object) -> ServiceHandle:
+        return start_services("catalog", label, database_url=database_url, **settings)
+
+    return start
 
 
 @pytest.fixture(scope="session")

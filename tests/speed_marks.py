@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 # Fixtures that start a service or a server process (tests/conftest.py, tests/perflab/conftest.py).
-SERVICE_FIXTURES = {"start_catalog", "start_gateway", "redis_url", "target"}
+SERVICE_FIXTURES = {"start_services", "start_catalog", "start_gateway", "redis_url", "target"}
 
 _current: dict[str, pytest.Item | None] = {"item": None}
 

@@ -19,9 +19,15 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+MAX_ECHO_DEPTH = 32
 
-def json_safe(value: Any) -> Any:
-    """`value` with every float finite-or-named and every string encodable as UTF-8."""
+
+def json_safe(value: Any, depth: int = 0) -> Any:
+    """`value` with every float finite-or-named, every string encodable as UTF-8, and nothing
+    nested deeper than `MAX_ECHO_DEPTH` (a body a thousand lists deep is echoed cut short,
+    instead of overflowing the recursion of whatever writes it)."""
+    if depth > MAX_ECHO_DEPTH:
+        return "…"
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)
     if isinstance(value, str):
@@ -33,16 +39,15 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, dict):
-        return {json_safe(k): json_safe(v) for k, v in value.items()}
+        return {json_safe(k, depth + 1): json_safe(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
-        return [json_safe(v) for v in value]
+        return [json_safe(v, depth + 1) for v in value]
     return value
 
 
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     """FastAPI's 422 (`{"detail": [errors]}`), with the echoed input made writable."""
-    detail = jsonable_encoder(json_safe(exc.errors()), custom_encoder={float: json_safe})
-    return JSONResponse({"detail": json_safe(detail)}, status_code=422)
+    return JSONResponse({"detail": jsonable_encoder(json_safe(exc.errors()))}, status_code=422)
 
 
 def install_error_handlers(app: FastAPI) -> None:

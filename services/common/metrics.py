@@ -14,17 +14,17 @@ live processes of the service (the uvicorn supervisor and its workers).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import psutil
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Histogram,
     PlatformCollector,
-    ProcessCollector,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -53,7 +53,7 @@ class ServiceMetrics:
         self.registry = CollectorRegistry()
         self.multiprocess_dir = multiprocess_dir()
         if self.multiprocess_dir is None:
-            ProcessCollector(registry=self.registry)
+            self.registry.register(ProcessesCollector(lambda: {os.getpid()}))
             PlatformCollector(registry=self.registry)
         labels = ("method", "route", "status")
         self.requests = Counter(
@@ -113,7 +113,7 @@ class ServiceMetrics:
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=str(self.multiprocess_dir))
-        registry.register(_ServiceProcessesCollector(self.multiprocess_dir))
+        registry.register(ProcessesCollector(_service_pids(self.multiprocess_dir)))
         return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
@@ -123,37 +123,28 @@ def multiprocess_dir() -> Path | None:
     return Path(raw) if raw and Path(raw).is_dir() else None
 
 
-class _ServiceProcessesCollector:
-    """process_cpu_seconds_total and process_resident_memory_bytes summed over the service.
+class ProcessesCollector:
+    """process_cpu_seconds_total and process_resident_memory_bytes, summed over `pids()`.
 
-    The processes are this worker's parent (the uvicorn supervisor) and every worker that wrote
-    a metrics file (`counter_<pid>.db`) and is still alive. Linux only (/proc); elsewhere it
-    reports nothing rather than one worker's numbers passed off as the service's.
+    From psutil, so the metrics panels work on macOS and Windows too (prometheus_client's own
+    ProcessCollector reads Linux's /proc and reports nothing elsewhere). A process that exits
+    between listing and reading is skipped.
     """
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def _pids(self) -> set[int]:
-        pids = {os.getppid(), os.getpid()}
-        for f in self.folder.glob("*.db"):
-            tail = f.stem.rsplit("_", 1)[-1]
-            if tail.isdigit():
-                pids.add(int(tail))
-        return {p for p in pids if p > 1 and Path(f"/proc/{p}/stat").exists()}
+    def __init__(self, pids: Callable[[], set[int]]) -> None:
+        self.pids = pids
 
     def collect(self) -> Iterable[Metric]:
-        if not Path("/proc/self/stat").exists():
-            return []
         cpu = rss = 0.0
-        for pid in self._pids():
-            collector = ProcessCollector(pid=lambda pid=pid: pid, registry=None)  # type: ignore[misc]
-            for family in collector.collect():
-                for sample in family.samples:
-                    if sample.name == "process_cpu_seconds_total":
-                        cpu += sample.value
-                    elif sample.name == "process_resident_memory_bytes":
-                        rss += sample.value
+        for pid in self.pids():
+            try:
+                proc = psutil.Process(pid)
+                with proc.oneshot():
+                    times = proc.cpu_times()
+                    cpu += times.user + times.system
+                    rss += proc.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
         c = CounterMetricFamily(
             "process_cpu_seconds", "CPU time of the service's processes, summed.", value=cpu
         )
@@ -162,3 +153,18 @@ class _ServiceProcessesCollector:
         )
         m.add_metric([], rss)
         return [c, m]
+
+
+def _service_pids(folder: Path) -> Callable[[], set[int]]:
+    """This worker's parent (the uvicorn supervisor) and every worker that wrote a metrics file
+    (`counter_<pid>.db`) and is still alive."""
+
+    def pids() -> set[int]:
+        found = {os.getppid(), os.getpid()}
+        for f in folder.glob("*.db"):
+            tail = f.stem.rsplit("_", 1)[-1]
+            if tail.isdigit():
+                found.add(int(tail))
+        return {p for p in found if p > 1 and psutil.pid_exists(p)}
+
+    return pids

@@ -2,13 +2,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from perflab.lab import service_env
-from perflab.services import ServiceHandle, start_service
+from perflab.services import ServiceHandle
 
 
 def _log_lines(path: Path, request_id: str, count: int = 1, timeout: float = 5.0) -> list[dict]:
@@ -31,19 +30,13 @@ def log_lines() -> Callable[..., list[dict]]:
 
 
 @pytest.fixture(scope="session")
-def start_gateway(tmp_root: Path) -> Iterator[Callable[..., ServiceHandle]]:
-    """Start a gateway (real uvicorn subprocess) in front of `catalog_url`; stopped at the end."""
-    started: list[ServiceHandle] = []
+def start_gateway(start_services) -> Callable[..., ServiceHandle]:
+    """A gateway in front of `catalog_url`: `start_gateway(label, catalog_url, **settings)`."""
 
     def start(label: str, catalog_url: str, **settings: object) -> ServiceHandle:
-        env = service_env("gateway", {"catalog_url": catalog_url, **settings})
-        handle = start_service("gateway", env, tmp_root / "logs", label=label)
-        started.append(handle)
-        return handle
+        return start_services("gateway", label, catalog_url=catalog_url, **settings)
 
-    yield start
-    for h in started:
-        h.stop()
+    return start
 
 
 @pytest.fixture(scope="session")

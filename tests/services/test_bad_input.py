@@ -35,6 +35,7 @@ ATTACKS = {
     ),
     "login-nan": ("POST", "/auth/token", b'{"username": NaN, "password": 1e400}', None, False),
     "review-deep": ("POST", "/products/1/reviews", DEEP_OBJECT, "editor", True),
+    "review-deep-list": ("POST", "/products/1/reviews", b"[" * 900 + b"]" * 900, "editor", True),
     **{
         f"review-rating-{value.decode()}": (
             "POST",
