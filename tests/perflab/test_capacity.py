@@ -67,7 +67,8 @@ def _model(capacity_rps: float, generator_rps: float = 1e9):
         if rate > generator_rps:
             return Step(rate, 1, rate, rate, 500, 1, 499, 0, False, "generator", "late")
         verdict = "ok" if rate <= capacity_rps else "slow"
-        return Step(rate, 1, rate, rate, 1, 1, 0, 0, False, verdict, verdict)
+        latency = 1 if verdict == "ok" else 1000  # far past the SLO: not marginal
+        return Step(rate, 1, rate, rate, latency, 1, 0, 0, False, verdict, verdict)
 
     return measure
 
@@ -80,8 +81,25 @@ def test_the_search_brackets_the_capacity() -> None:
     assert not cap.generator_bound
     gen = find_capacity(_model(5000, generator_rps=300), slo, start=50)
     assert gen.generator_bound and gen.low == 200 and "generator" in gen.describe()
+    early = find_capacity(_model(5000, generator_rps=10), slo, start=50)
+    assert early.generator_bound and early.low is None and "saturated" in early.describe()
     low = find_capacity(_model(20), slo, start=50)  # below the start rate: bisects down
     assert low.low is not None and low.low <= 20 < (low.high or 0)
+
+
+def test_a_step_that_breaks_by_little_is_measured_again() -> None:
+    calls: list[float] = []
+
+    def stall_once(rate: float) -> Step:  # holds up to 400/s, but the first 200/s step stalls
+        calls.append(rate)
+        if rate == 200 and calls.count(200) == 1:
+            return Step(rate, 1, rate, rate, 150, 150, 0, 0, False, "slow", "a stall")
+        verdict = "ok" if rate <= 400 else "slow"
+        return Step(rate, 1, rate, rate, 1 if verdict == "ok" else 1000, 1, 0, 0, False,
+                    verdict, verdict)  # fmt: skip
+
+    cap = find_capacity(stall_once, SLO(95, 100, 0.01), start=50, precision=0.1)
+    assert calls.count(200) == 2 and cap.low is not None and cap.low >= 400
 
 
 N = 40  # requests per second the test server serves at most
@@ -137,9 +155,23 @@ def test_finds_the_capacity_of_a_server_that_serves_n_per_second(n_per_second_se
     steps = pd.read_csv(run_dir / "capacity-steps.csv")
     print(f"\n{steps[['rate', 'verdict', 'latency_ms', 'ok_rps', 'reason']]}\n{found['verdict']}")
     assert not found["generator_bound"]
-    # Served one at a time at 1/N s each, it sustains a bit under N and breaks above it.
-    assert 0.7 * N <= found["low"] <= N * 1.05
+    # Served one at a time at 1/N s each, it sustains a bit under N and breaks above it
+    # (a stall of a busy machine can cost a step below N: the lower bound has room for that).
+    assert 0.6 * N <= found["low"] <= N * 1.05
     assert found["low"] < found["high"] <= 1.3 * N
     assert (run_dir / "capacity.png").stat().st_size > 0
-    assert len(list((run_dir / "raw").glob("samples-target-*rps.csv"))) == len(steps)
+    assert len(list((run_dir / "raw").glob("samples-target-*rps*.csv"))) == len(steps)
     assert capacity.SLO(**doc["slo"]) == SLO(95, 250, 0.01)
+
+
+def test_bad_capacity_input_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, says in [
+        (["capacity", "caching", "--slo", "p95>1ms"], "SLO 'p95>1ms' not understood"),
+        (["capacity"], "give an EXPERIMENT, or --host URL"),
+        (["capacity", "--host", "http://127.0.0.1:1"], "--host needs --path"),
+        (["capacity", "--host", "http://10.1.2.3:80", "--path", "/"], "not a loopback"),
+        (["capacity", "caching", "--step-warmup", "9"], "--step-warmup must be shorter"),
+    ]:
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and says in err, err

@@ -18,10 +18,10 @@ SUBCOMMANDS = [
     "compare",
     "ui",
     "capacity",
+    "scale",
     "worker",
     "notebooks",
     "classroom",
-    "scale",
 ]
 
 
