@@ -16,6 +16,7 @@ the release tarball from prometheus.io.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -116,8 +117,12 @@ class Prometheus:
         self._write_targets()
 
     def remove(self, url: str) -> None:
+        """Stop scraping `url`. Best effort: it runs in clean-up, where a full disk must not
+        hide the error that matters (the run's own), and a stopped service is only a failed
+        scrape to Prometheus."""
         self._targets.pop(url, None)
-        self._write_targets()
+        with contextlib.suppress(OSError):
+            self._write_targets()
 
     def _write_targets(self) -> None:
         groups = [
