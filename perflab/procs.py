@@ -56,6 +56,32 @@ def death_signal_prefix() -> tuple[str, ...]:
     return ()
 
 
+@functools.cache
+def _env_default_signal() -> str | None:
+    """`env`, where it can reset a signal to its default before it execs (coreutils >= 8.31)."""
+    exe = shutil.which("env") if sys.platform.startswith("linux") else None
+    if exe is None:
+        return None
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        probe = [exe, "--default-signal=INT", "true"]
+        if subprocess.run(probe, capture_output=True, timeout=10, check=False).returncode == 0:
+            return exe
+    return None
+
+
+def sigint_prefix() -> tuple[str, ...]:
+    """What gives a child back the default Ctrl-C when the lab itself was started ignoring it.
+
+    A program started in the background by a script (`perflab run … &`, `nohup`, `make test &`)
+    ignores SIGINT, and an ignored signal stays ignored across exec: every child would inherit
+    it, and Locust, which the lab stops with SIGINT so that it writes its last statistics and
+    report, would ignore the stop and be killed without them."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        return ()
+    exe = _env_default_signal()
+    return (exe, "--default-signal=INT") if exe else ()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -131,7 +157,7 @@ def spawn(
         if shutil.which(argv[0]) is None:
             raise LabError(f"cannot start {name}: {argv[0]} not found")
         popen = subprocess.Popen(
-            [*death_signal_prefix(), *argv],
+            [*death_signal_prefix(), *sigint_prefix(), *argv],
             env=full_env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -126,5 +126,5 @@ def test_the_web_ui_offers_the_options_and_a_swarm_uses_them(target, tmp_path) -
         gaps = np.diff(got["t_intended"].to_numpy())
         assert np.allclose(np.median(gaps), 0.04, atol=1e-4)
     finally:
-        proc.stop(timeout=8, sig=signal.SIGINT)  # as Ctrl-C: Locust writes its HTML report
+        proc.stop(timeout=60, sig=signal.SIGINT)  # as Ctrl-C: Locust writes its HTML report
     assert (tmp_path / "locust-ui.html").is_file()

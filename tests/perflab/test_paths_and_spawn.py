@@ -107,3 +107,20 @@ def test_notebooks_are_copied_out_and_a_students_copy_is_kept(tmp_path: Path) ->
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.startswith("perflab: error:"), bad.stderr
+
+
+def test_a_child_gets_ctrl_c_back_when_the_lab_was_started_ignoring_it(tmp_path: Path) -> None:
+    """`perflab run … &` from a script starts the lab with SIGINT ignored; its children (Locust,
+    stopped with SIGINT so that it writes its report) must not inherit that."""
+    script = f"""
+import signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+from pathlib import Path
+from perflab.procs import spawn
+out = Path({str(tmp_path / "child.out")!r})
+code = "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"
+child = spawn("probe", [sys.executable, "-c", code], output=out)
+child.popen.wait(60)
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    assert (tmp_path / "child.out").read_text().split() == ["False"]
