@@ -25,14 +25,17 @@ from perflab.loopback import check_target
 
 pytestmark = pytest.mark.slow  # real Locust processes
 
-# As Locust's documentation writes one: two user classes, weighted tasks, think time, nothing
-# about perflab.
+# As Locust's documentation writes one: two user classes, weighted tasks, think time, an
+# on_start, nothing about perflab.
 DOC_LOCUSTFILE = """
 from locust import FastHttpUser, HttpUser, between, task
 
 
 class WebsiteUser(HttpUser):
     wait_time = between(1, 2)
+
+    def on_start(self):
+        self.client.get("/")  # every name below is requested at least once, whatever the dice
 
     @task
     def index(self):
@@ -46,6 +49,9 @@ class WebsiteUser(HttpUser):
 
 class ApiUser(FastHttpUser):
     wait_time = between(1, 2)
+
+    def on_start(self):
+        self.client.get("/missing")
 
     @task
     def about(self):
