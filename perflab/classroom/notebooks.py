@@ -200,42 +200,246 @@ def quick_parameters() -> dict:
     return {"QUICK": True}
 
 
+def walkthrough(root: Path | None = None) -> list[Path]:
+    """Every walkthrough notebook: each `.ipynb` directly in notebooks/, in course-file order.
+
+    Not a name pattern: a notebook added to the folder is in the list whatever it is called
+    (tests/notebooks checks that each one is named `NN_topic.ipynb` and has a classroom time in
+    docs/instructor.md)."""
+    root = root or paths.NOTEBOOKS
+    return sorted(p for p in root.glob("*.ipynb") if p.is_file())
+
+
+def select(names: list[str], root: Path | None = None) -> list[Path]:
+    """The walkthrough notebooks `names` designate, in the order given: a path, a file name, a
+    stem (`03_load_testing_truth`) or its number (`03`); `NOTEBOOKS="03 05,06"` works too.
+    Raises `LabError` naming the ones that match nothing (or more than one notebook)."""
+    every = walkthrough(root)
+    chosen: list[Path] = []
+    unknown: list[str] = []
+    for name in (n for arg in names for n in arg.replace(",", " ").split()):
+        as_path = Path(name)
+        if as_path.suffix == ".ipynb" and as_path.is_file():
+            chosen.append(as_path)
+            continue
+        stem = as_path.name.removesuffix(".ipynb")
+        found = [p for p in every if p.stem == stem] or [
+            p for p in every if p.stem.split("_", 1)[0] == stem
+        ]
+        if len(found) == 1:
+            chosen.append(found[0])
+        else:
+            unknown.append(name)
+    if unknown:
+        listed = ", ".join(p.stem for p in every)
+        raise LabError(f"no single walkthrough notebook named {', '.join(unknown)}: {listed}")
+    return chosen
+
+
+@dataclass
+class Timed:
+    """One notebook's classroom-check row."""
+
+    notebook: str  # path relative to the checkout
+    seconds: float  # wall time, kernel start to shutdown
+    outcome: str  # "ok", or the first line of the error
+    peak_rss_mb: float | None  # peak of the summed RSS of the kernel and its children (sampled)
+    load_at_start: tuple[float, float, float]  # os.getloadavg() before the kernel starts
+    load_max: float  # highest 1-minute load average seen while it ran
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+
+class _TreeSampler:
+    """Every `interval` seconds, the summed RSS of this process's children (the kernel and what
+    it started: services, Locust, Redis) and the 1-minute load average; keeps the peaks.
+
+    Sampled, so a spike shorter than `interval` can be missed, and a process that detaches from
+    the tree (a daemon reparented to init) is not counted: the peak is a lower bound of the
+    memory a student's machine needs, the load a measure of how busy the machine was."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        import threading
+
+        self.interval = interval
+        self.peak_rss = 0
+        self.load_max = os.getloadavg()[0]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def __enter__(self) -> _TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for child in me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.Error:  # gone between the listing and the read
+                    pass
+            self.peak_rss = max(self.peak_rss, total)
+            self.load_max = max(self.load_max, os.getloadavg()[0])
+            self._stop.wait(self.interval)
+
+
+COLUMNS = ["notebook", "wall_s", "peak_rss_mb", "outcome", "load_at_start", "load_max"]
+
+
+def _row(t: Timed) -> list[str]:
+    rss = f"{t.peak_rss_mb:.0f}" if t.peak_rss_mb is not None else "n/a"
+    load = "/".join(f"{x:.1f}" for x in t.load_at_start)
+    return [Path(t.notebook).stem, f"{t.seconds:.0f}", rss, t.outcome, load, f"{t.load_max:.1f}"]
+
+
+def machine() -> str:
+    """CPUs, memory and OS of this machine, for the results file's header."""
+    import platform
+
+    import psutil
+
+    memory = psutil.virtual_memory().total / 2**30
+    return f"{os.cpu_count()} CPUs, {memory:.1f} GiB RAM, {platform.platform()}"
+
+
+def write_results(rows: list[Timed], out: Path, *, mode: str, started: float) -> None:
+    """`out` (.md) and its .csv twin: the table so far, rewritten after each notebook so an
+    interrupted check keeps the rows it measured."""
+    import csv
+
+    from perflab.results import git_commit, iso
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    commit = git_commit() or "not a git checkout"
+    dirty = _dirty()
+    header = [
+        f"# classroom-check: {mode} mode",
+        "",
+        f"- started {iso(started)[:19]} UTC; commit {commit[:12]}"
+        + (" (with uncommitted changes)" if dirty else ""),
+        f"- machine: {machine()}",
+        "- one notebook at a time, fresh kernel each; wall time from kernel start to shutdown;",
+        "  peak RSS = summed RSS of the kernel and its child processes, sampled every 0.5 s;",
+        "  load = the machine's load average (1/5/15 min) before the notebook started, and the",
+        "  highest 1-minute value while it ran (other jobs on the machine count too)",
+        "",
+        "| notebook | wall s | peak RSS MB | outcome | load at start | max load |",
+        "| --- | ---: | ---: | --- | --- | ---: |",
+    ]
+    lines = [f"| `{r[0]}` | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} |" for r in map(_row, rows)]
+    total = sum(r.seconds for r in rows)
+    footer = ["", f"total {total / 60:.1f} min, {sum(r.ok for r in rows)}/{len(rows)} ok"]
+    out.write_text("\n".join(header + lines + footer) + "\n")
+    with out.with_suffix(".csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        writer.writerows(map(_row, rows))
+
+
+def _dirty() -> bool:
+    import subprocess
+
+    if paths.CHECKOUT is None:
+        return False
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=paths.CHECKOUT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return bool(out.stdout.strip())
+
+
+def results_file(mode: str, root: Path | None = None) -> Path:
+    """data/results/classroom/<UTC time>-<mode>.md: beside the runs, never one of them (a run
+    folder is one with a summary.csv)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return (root or paths.RESULTS) / "classroom" / f"{stamp}-{mode}.md"
+
+
 def classroom_check(
-    notebooks: list[Path] | None = None, *, quick: bool = False, timeout: float = 1800
-) -> list[tuple[str, float, str]]:
+    notebooks: list[Path] | None = None,
+    *,
+    quick: bool = False,
+    timeout: float = 1800,
+    out: Path | None = None,
+) -> list[Timed]:
     """Run each walkthrough notebook as a class would (QUICK = False) and time it.
 
-    Returns (notebook, seconds, "ok" or the first line of the error) per notebook: the wall
-    times the instructor guide quotes. One notebook at a time: each starts services and load.
+    One row per notebook (wall time, peak RSS, outcome, load average): the times the instructor
+    guide quotes. One notebook at a time: each starts services and load. With `out`, the table
+    is (re)written there after each notebook (`write_results`).
     """
-    rows = []
-    for path in notebooks or sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
-        started = time.monotonic()
-        try:
-            execute(path, {"QUICK": quick}, timeout=timeout)
-            outcome = "ok"
-        except NotebookError as exc:
-            outcome = str(exc).splitlines()[0]
-        rows.append((_rel(path), time.monotonic() - started, outcome))
-        print(f"{rows[-1][1]:7.0f} s  {rows[-1][0]}  {outcome}", flush=True)
+    mode = "quick" if quick else "classroom"
+    started = time.time()
+    rows: list[Timed] = []
+    for path in notebooks or walkthrough():
+        load_at_start = os.getloadavg()
+        t0 = time.monotonic()
+        with _TreeSampler() as sampler:
+            try:
+                execute(path, {"QUICK": quick}, timeout=timeout)
+                outcome = "ok"
+            except NotebookError as exc:
+                outcome = str(exc).splitlines()[0]
+            except Exception as exc:  # e.g. no kernel could start: a row, and the next notebook
+                outcome = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        row = Timed(
+            _rel(Path(path).resolve()),
+            time.monotonic() - t0,
+            outcome,
+            sampler.peak_rss / 2**20 if sampler.peak_rss else None,
+            load_at_start,
+            sampler.load_max,
+        )
+        rows.append(row)
+        if out is not None:
+            write_results(rows, out, mode=mode, started=started)
+        cells = _row(row)
+        print(
+            f"{row.seconds:7.0f} s  {cells[2]:>5} MB  load {cells[4]}  {row.notebook}  {outcome}",
+            flush=True,
+        )
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m perflab.classroom.notebooks [--quick] [NOTEBOOK...]` (`make classroom-check`)."""
+    """`python -m perflab.classroom.notebooks [--quick] [NOTEBOOK...]` (`make classroom-check`,
+    `NOTEBOOKS="03 05"` for a subset)."""
     import argparse
 
     parser = argparse.ArgumentParser(description=classroom_check.__doc__)
-    parser.add_argument("notebooks", nargs="*", type=Path, help="default: every walkthrough")
+    parser.add_argument(
+        "notebooks", nargs="*", help="paths, names or numbers (03); default: every walkthrough"
+    )
     parser.add_argument("--quick", action="store_true", help="quick mode, as the tests run")
+    parser.add_argument("--out", type=Path, help="results file (.md; a .csv beside it)")
+    parser.add_argument("--timeout", type=float, default=1800, help="per cell, seconds")
     args = parser.parse_args(argv)
-    rows = classroom_check(args.notebooks or None, quick=args.quick)
     mode = "quick" if args.quick else "classroom"
-    print(f"\n| notebook | {mode} mode, wall seconds | outcome |\n| --- | ---: | --- |")
-    for name, seconds, outcome in rows:
-        print(f"| `{Path(name).stem}` | {seconds:.0f} | {outcome} |")
-    print(f"\ntotal {sum(s for _, s, _ in rows) / 60:.1f} min on {os.cpu_count()} CPUs")
-    return 0 if all(outcome == "ok" for *_, outcome in rows) else 1
+    try:
+        chosen = select(args.notebooks) if args.notebooks else walkthrough()
+    except LabError as exc:
+        parser.error(str(exc))
+    out = args.out or results_file(mode)
+    print(f"{len(chosen)} notebook(s) in {mode} mode; table: {out}", flush=True)
+    rows = classroom_check(chosen, quick=args.quick, timeout=args.timeout, out=out)
+    print("\n" + out.read_text(), end="")
+    return 0 if all(r.ok for r in rows) else 1
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ structure.
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,11 +20,13 @@ import pytest
 
 from perflab import paths
 from perflab.classroom import notebooks
+from perflab.errors import LabError
 
 ALL = sorted(p for p in paths.NOTEBOOKS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 RUN = [p for p in notebooks.all_notebooks() if "solutions" not in p.parts]
 EXERCISES = sorted((paths.NOTEBOOKS / "exercises").glob("*.ipynb"))
-WALKTHROUGH = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+# Every notebook directly in notebooks/, whatever its name: what `make classroom-check` runs.
+WALKTHROUGH = notebooks.walkthrough()
 # What every walkthrough notebook teaches with (issue 11): objectives and minutes to allow, a
 # prediction asked before a measurement, a takeaway and questions at the end.
 SECTIONS = ("## Objectives", "**Time**", "**Predict**", "## Takeaway", "## Questions")
@@ -108,6 +114,86 @@ def _report_timings():
         print("\n".join(lines))
 
 
+def test_classroom_check_covers_every_notebook_in_the_folder():
+    """A notebook added to notebooks/ is run by `make classroom-check`, whatever its name, and
+    the course order is its number: NN_topic.ipynb, no number twice."""
+    in_folder = sorted(
+        paths.NOTEBOOKS / name for name in os.listdir(paths.NOTEBOOKS) if name.endswith(".ipynb")
+    )
+    assert notebooks.walkthrough() == in_folder
+    assert len(in_folder) >= 16
+    bad = [p.name for p in in_folder if not re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", p.name)]
+    assert not bad, f"name walkthrough notebooks NN_topic.ipynb: {bad}"
+    numbers = [p.name[:2] for p in in_folder]
+    assert len(set(numbers)) == len(numbers), f"a number used twice: {numbers}"
+
+
+def test_a_subset_is_chosen_by_number_name_or_path(tmp_path):
+    by_stem = {p.stem: p for p in WALKTHROUGH}
+    first, second = sorted(by_stem)[:2]
+    assert notebooks.select([f"{second[:2]} {first},{second}.ipynb"]) == [
+        by_stem[second],
+        by_stem[first],
+        by_stem[second],
+    ]
+    assert notebooks.select([str(by_stem[first])]) == [by_stem[first]]
+    with pytest.raises(LabError, match="no single walkthrough notebook named 99, nope"):
+        notebooks.select(["99", "nope", first])
+    with pytest.raises(SystemExit) as exited:
+        notebooks.main(["--out", str(tmp_path / "t.md"), "nope"])
+    assert exited.value.code == 2 and not (tmp_path / "t.md").exists()
+
+
+def _classroom_times(text: str) -> dict[str, str]:
+    """The instructor guide's classroom-mode table: notebook stem -> wall seconds cell."""
+    section = text.split("## Classroom-mode wall times", 1)[1].split("\n## ", 1)[0]
+    return dict(re.findall(r"^\| `(\d\d_\w+)` \| ([^|]+) \|", section, flags=re.M))
+
+
+def test_instructor_guide_quotes_a_classroom_time_for_every_notebook():
+    guide = (paths.ROOT / "docs" / "instructor.md").read_text()
+    times = _classroom_times(guide)
+    missing = [p.stem for p in WALKTHROUGH if p.stem not in times]
+    assert not missing, f"docs/instructor.md has no classroom time for {missing}"
+    not_numbers = {k: v for k, v in times.items() if not re.fullmatch(r"\s*\d+\s*", v)}
+    assert not not_numbers, f"a wall time in seconds for each: {not_numbers}"
+    assert not set(times) - {p.stem for p in WALKTHROUGH}, "a row for a notebook that is gone"
+
+
+def test_results_table_has_a_row_per_notebook_with_rss_status_and_load(tmp_path):
+    rows = [
+        notebooks.Timed("notebooks/01_a.ipynb", 12.4, "ok", 301.2, (1.0, 2.5, 3.0), 4.25),
+        notebooks.Timed("notebooks/02_b.ipynb", 3.0, "x: a cell failed:", None, (0, 0, 0), 0.5),
+    ]
+    out = tmp_path / "classroom" / "t.md"
+    notebooks.write_results(rows, out, mode="classroom", started=time.time())
+    text = out.read_text()
+    assert "| `01_a` | 12 | 301 | ok | 1.0/2.5/3.0 | 4.2 |" in text
+    assert "| `02_b` | 3 | n/a | x: a cell failed: | 0.0/0.0/0.0 | 0.5 |" in text
+    assert "commit " in text and f"{os.cpu_count()} CPUs" in text and "1/2 ok" in text
+    csv = out.with_suffix(".csv").read_text().splitlines()
+    assert csv[0] == ",".join(notebooks.COLUMNS) and csv[1].startswith("01_a,12,301,ok,")
+
+
+def test_peak_rss_counts_the_children_memory():
+    """The sampler sees a child's memory (a kernel's services are its children)."""
+    code = "import sys, time\nx = b'x' * (120 * 2**20)\nprint('ready', flush=True)\nsys.stdin.read()"
+    with notebooks._TreeSampler(interval=0.05) as sampler:
+        child = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        try:
+            assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+            deadline = time.monotonic() + 30
+            while sampler.peak_rss < 120 * 2**20 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            child.kill()
+            child.wait()
+    assert sampler.peak_rss >= 120 * 2**20, sampler.peak_rss
+    assert sampler.load_max >= 0
+
+
 @pytest.mark.slow  # starts a kernel
 @pytest.mark.notebook
 def test_classroom_check_times_each_notebook_and_reports_failures(tmp_path, capsys):
@@ -124,12 +210,16 @@ def test_classroom_check_times_each_notebook_and_reports_failures(tmp_path, caps
 
     good = notebook("01_good.ipynb", "assert QUICK is False  # classroom mode overrides it")
     bad = notebook("02_bad.ipynb", "raise ValueError('broken lesson')")
-    rows = notebooks.classroom_check([good, bad])
-    assert [(Path(name).name, outcome == "ok") for name, _, outcome in rows] == [
+    out = tmp_path / "results" / "check.md"
+    rows = notebooks.classroom_check([good, bad], out=out)
+    assert [(Path(r.notebook).name, r.ok) for r in rows] == [
         ("01_good.ipynb", True),
         ("02_bad.ipynb", False),
     ]
-    assert all(seconds > 0 for _, seconds, _ in rows)
-    assert "02_bad.ipynb: a cell failed" in rows[1][2]
-    assert notebooks.main([str(good)]) == 0
+    assert all(r.seconds > 0 and r.peak_rss_mb and len(r.load_at_start) == 3 for r in rows)
+    assert "02_bad.ipynb: a cell failed" in rows[1].outcome
+    table = out.read_text()
+    assert "| `01_good` |" in table and "| `02_bad` |" in table and "1/2 ok" in table
+    assert notebooks.main(["--out", str(tmp_path / "one.md"), str(good)]) == 0
     assert "| `01_good` |" in capsys.readouterr().out
+    assert "1/1 ok" in (tmp_path / "one.md").read_text()
