@@ -10,6 +10,7 @@ environment.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -284,10 +285,8 @@ class _TreeSampler:
         while not self._stop.is_set():
             total = 0
             for child in me.children(recursive=True):
-                try:
+                with contextlib.suppress(psutil.Error):  # gone between listing and reading
                     total += child.memory_info().rss
-                except psutil.Error:  # gone between the listing and the read
-                    pass
             self.peak_rss = max(self.peak_rss, total)
             self.load_max = max(self.load_max, os.getloadavg()[0])
             self._stop.wait(self.interval)
@@ -312,21 +311,30 @@ def machine() -> str:
     return f"{os.cpu_count()} CPUs, {memory:.1f} GiB RAM, {platform.platform()}"
 
 
-def write_results(rows: list[Timed], out: Path, *, mode: str, started: float) -> None:
+def code_version() -> str:
+    """The commit the notebooks run at, and whether the checkout had uncommitted changes."""
+    from perflab.results import git_commit
+
+    commit = git_commit()
+    if commit is None:
+        return "not a git checkout"
+    return commit[:12] + (" (with uncommitted changes)" if _dirty() else "")
+
+
+def write_results(
+    rows: list[Timed], out: Path, *, mode: str, started: float, version: str | None = None
+) -> None:
     """`out` (.md) and its .csv twin: the table so far, rewritten after each notebook so an
-    interrupted check keeps the rows it measured."""
+    interrupted check keeps the rows it measured. `version`: `code_version()` at the start."""
     import csv
 
-    from perflab.results import git_commit, iso
+    from perflab.results import iso
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    commit = git_commit() or "not a git checkout"
-    dirty = _dirty()
     header = [
         f"# classroom-check: {mode} mode",
         "",
-        f"- started {iso(started)[:19]} UTC; commit {commit[:12]}"
-        + (" (with uncommitted changes)" if dirty else ""),
+        f"- started {iso(started)[:19]} UTC; commit {version or code_version()}",
         f"- machine: {machine()}",
         "- one notebook at a time, fresh kernel each; wall time from kernel start to shutdown;",
         "  peak RSS = summed RSS of the kernel and its child processes, sampled every 0.5 s;",
@@ -386,6 +394,7 @@ def classroom_check(
     """
     mode = "quick" if quick else "classroom"
     started = time.time()
+    version = code_version()
     rows: list[Timed] = []
     for path in notebooks or walkthrough():
         load_at_start = os.getloadavg()
@@ -408,7 +417,7 @@ def classroom_check(
         )
         rows.append(row)
         if out is not None:
-            write_results(rows, out, mode=mode, started=started)
+            write_results(rows, out, mode=mode, started=started, version=version)
         cells = _row(row)
         print(
             f"{row.seconds:7.0f} s  {cells[2]:>5} MB  load {cells[4]}  {row.notebook}  {outcome}",

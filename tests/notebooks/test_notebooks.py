@@ -152,6 +152,7 @@ def _classroom_times(text: str) -> dict[str, str]:
 
 def test_instructor_guide_quotes_a_classroom_time_for_every_notebook():
     guide = (paths.ROOT / "docs" / "instructor.md").read_text()
+    assert "## Classroom-mode wall times" in guide, "docs/instructor.md lacks the classroom times"
     times = _classroom_times(guide)
     missing = [p.stem for p in WALKTHROUGH if p.stem not in times]
     assert not missing, f"docs/instructor.md has no classroom time for {missing}"
@@ -177,7 +178,7 @@ def test_results_table_has_a_row_per_notebook_with_rss_status_and_load(tmp_path)
 
 def test_peak_rss_counts_the_children_memory():
     """The sampler sees a child's memory (a kernel's services are its children)."""
-    code = "import sys, time\nx = b'x' * (120 * 2**20)\nprint('ready', flush=True)\nsys.stdin.read()"
+    code = "import sys\nx = b'x' * (120 * 2**20)\nprint('ready', flush=True)\nsys.stdin.read()"
     with notebooks._TreeSampler(interval=0.05) as sampler:
         child = subprocess.Popen(
             [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE
