@@ -390,7 +390,8 @@ def classroom_check(
 
     One row per notebook (wall time, peak RSS, outcome, load average): the times the instructor
     guide quotes. One notebook at a time: each starts services and load. With `out`, the table
-    is (re)written there after each notebook (`write_results`).
+    is (re)written there after each notebook (`write_results`), and each executed notebook,
+    outputs and any traceback included, goes to the folder of the same name beside it.
     """
     mode = "quick" if quick else "classroom"
     started = time.time()
@@ -401,7 +402,8 @@ def classroom_check(
         t0 = time.monotonic()
         with _TreeSampler() as sampler:
             try:
-                execute(path, {"QUICK": quick}, timeout=timeout)
+                executed = out.with_suffix("") / Path(path).name if out is not None else None
+                execute(path, {"QUICK": quick}, timeout=timeout, output=executed)
                 outcome = "ok"
             except NotebookError as exc:
                 outcome = str(exc).splitlines()[0]

@@ -221,6 +221,8 @@ def test_classroom_check_times_each_notebook_and_reports_failures(tmp_path, caps
     assert "02_bad.ipynb: a cell failed" in rows[1].outcome
     table = out.read_text()
     assert "| `01_good` |" in table and "| `02_bad` |" in table and "1/2 ok" in table
+    executed = nbformat.read(out.with_suffix("") / "02_bad.ipynb", as_version=4)
+    assert "broken lesson" in json.dumps(executed.cells[-1].outputs)
     assert notebooks.main(["--out", str(tmp_path / "one.md"), str(good)]) == 0
     assert "| `01_good` |" in capsys.readouterr().out
     assert "1/1 ok" in (tmp_path / "one.md").read_text()
