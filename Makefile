@@ -118,9 +118,8 @@ check-exercises: install
 	$(BIN)/python -m pytest tests/perflab/classroom/test_grading.py -p no:cacheprovider
 
 # Every walkthrough notebook in classroom mode (QUICK = False), one at a time: wall time, peak RSS,
-# outcome and load average of each, as a table in data/results/classroom/ (beside it, the executed
-# notebooks; the times
-# docs/instructor.md quotes). Long (about an hour); `make test` runs quick mode.
+# outcome and load average of each, as a table in data/results/classroom/ (the executed notebooks
+# beside it): the times docs/instructor.md quotes. Long (about an hour); `make test` runs quick mode.
 # NOTEBOOKS="03 05_query_optimization" runs a subset (numbers, names or paths).
 classroom-check: install
 	$(BIN)/python -m perflab.classroom.notebooks $(NOTEBOOKS)
