@@ -130,7 +130,13 @@ def execute(
         except DeadKernelError as exc:
             raise NotebookError(f"{_rel(path)}: the kernel died: {exc}") from None
         finally:
-            # nbclient leaves a kernel it was handed running: stop it (and its children) here.
+            # nbclient stops neither a kernel it was handed nor that kernel's client: stop both
+            # here. A client left running keeps a heartbeat thread pinging the dead kernel's port
+            # every second, forever; the next kernel given that port number (the next notebook's
+            # in this process, or anyone's on the machine) receives the pings on whichever channel
+            # it bound there ("DELIM not in msg_list", once a second).
+            if client.kc is not None:
+                client.kc.stop_channels()
             if km.has_kernel:
                 km.shutdown_kernel(now=True)
             if output is not None:

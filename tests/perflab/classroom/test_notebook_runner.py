@@ -54,6 +54,26 @@ def test_the_kernel_is_stopped_afterwards(tmp_path):
     raise AssertionError(f"kernel {pid} still running after execute()")
 
 
+def test_no_kernel_client_outlives_execute(tmp_path):
+    """The kernel client's channels stop with the kernel: a heartbeat thread left behind pings
+    the dead kernel's port every second, forever, and a later kernel bound to that port number
+    (the next notebook's in the same process) logs "DELIM not in msg_list" once a second."""
+    import threading
+
+    def heartbeats() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if type(t).__name__ == "HBChannel"]
+
+    before = heartbeats()
+    path = _write(tmp_path, "QUICK = False", "print('hi')")
+    for _ in range(2):
+        notebooks.execute(path, {"QUICK": True}, timeout=60)
+        assert heartbeats() == before
+    failing = _write(tmp_path, "QUICK = False", "raise ValueError('boom')")
+    with pytest.raises(notebooks.NotebookError):
+        notebooks.execute(failing, {"QUICK": True}, timeout=60)
+    assert heartbeats() == before
+
+
 def test_a_failing_cell_raises_with_its_error(tmp_path):
     path = _write(tmp_path, "QUICK = False", "raise ValueError('boom in cell two')", "print('no')")
     out = tmp_path / "executed.ipynb"
