@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         cache = make_cache(
             settings.cache,
             redis_url=settings.redis_url,
+            redis_timeout=settings.redis_timeout_seconds,
             ttl=settings.cache_ttl_seconds,
             max_entries=settings.cache_max_entries,
             logger=logger,
