@@ -42,6 +42,8 @@ def database_url(tmp_root: Path) -> str:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_root: Path) -> Iterator[str]:
+    """`REDIS_URL` (a server of the machine), else the lab's own redis-server: a `unix://` URL,
+    its socket in a private folder, with the server's password."""
     if os.environ.get("REDIS_URL"):
         yield os.environ["REDIS_URL"]
         return

@@ -297,7 +297,5 @@ def make_cache(
                 "cache=redis needs a Redis server: set REDIS_URL, or run the service with "
                 "`perflab serve catalog --cache redis`, which starts an embedded one"
             )
-        return RedisCache(
-            redis_url, ttl, timeout=redis_timeout, logger=logger, on_error=on_error
-        )
+        return RedisCache(redis_url, ttl, timeout=redis_timeout, logger=logger, on_error=on_error)
     return NoCache()
