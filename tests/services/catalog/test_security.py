@@ -275,14 +275,16 @@ def test_rate_limit_exhaustion_then_recovery(start_catalog, login):
     assert httpx.get(f"{svc.url}/products/1").status_code == 200
 
 
-def test_rate_limit_is_shared_across_workers_through_redis(start_catalog, redis_url):
+def test_rate_limit_is_shared_across_workers_through_redis(
+    start_catalog, redis_url, redis_settings
+):
     """Two workers, one bucket in Redis: the burst is not doubled by the worker count.
 
-    It holds on a busy machine: Redis gets 10 s per reply (a reply slower than the default
-    0.25 s would send a worker to its own in-process bucket, which is the fail-open path and
-    another test's subject; the log must show none), the refill is slow and counted from the
-    time the flood really took, and the flood goes on until both workers have answered some of
-    it (their pids in the request log), so the bucket was shared, not just used by one.
+    It holds on a busy machine: Redis gets 10 s per reply (`redis_settings`: a reply slower
+    than the service's 0.25 s would send a worker to its own in-process bucket, the fail-open
+    path, another test's subject; the log must show none), the refill is slow and counted from
+    the time the flood really took, and the flood goes on until both workers have answered some
+    of it (their pids in the request log), so the bucket was shared, not just used by one.
     """
     rate, burst = 0.05, 10
     key = "catalog:ratelimit:ip:127.0.0.1"
@@ -290,8 +292,7 @@ def test_rate_limit_is_shared_across_workers_through_redis(start_catalog, redis_
     svc = start_catalog(
         "t-ratelimit-redis",
         workers=2,
-        redis_url=redis_url,
-        redis_timeout_seconds=10,
+        **redis_settings,
         rate_limit_enabled=True,
         rate_limit_per_second=rate,
         rate_limit_burst=burst,
