@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 import time
@@ -157,10 +158,10 @@ def _run_external(args: argparse.Namespace, exp: experiments.Experiment, prof: L
             "profile it where it runs (py-spy record --pid PID on its host)"
         )
     names = args.variants.split(",") if args.variants else [DEFAULT_EXTERNAL_VARIANT]
-    if len(names) != 1 or not names[0].strip():
+    if len(names) != 1 or not re.fullmatch(r"[\w.-]+", names[0].strip()):
         raise LabError(
             "--target serves one variant, whichever is deployed: --variants NAME labels it "
-            f"(one name; default {DEFAULT_EXTERNAL_VARIANT!r})"
+            f"(one name of letters, digits, . _ -; default {DEFAULT_EXTERNAL_VARIANT!r})"
         )
     size = args.size or "small"
     dataset = {"size": size, **asdict(datagen.SIZES[size])}

@@ -69,6 +69,9 @@ def test_what_an_external_target_cannot_do_is_refused_in_one_line(capsys) -> Non
     err = one_line_error(capsys, ["run", "caching", "--target", REMOTE, "--allow-remote",
                                   "--variants", "none,redis"])  # fmt: skip
     assert "one variant" in err
+    err = one_line_error(capsys, ["run", "caching", "--target", REMOTE, "--allow-remote",
+                                  "--variants", "../x"])  # fmt: skip
+    assert "one name of letters" in err
     err = one_line_error(capsys, ["run", "caching", "--allow-remote"])
     assert "--allow-remote goes with --target" in err
 
