@@ -348,11 +348,13 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     if args.host is not None:
         from perflab.loadgen import check_target
         from perflab.results import Run
+        from perflab.runner import external_target
 
         if not args.path:
             raise LabError("--host needs --path, the endpoint to load (e.g. /healthz)")
         check_target(args.host, args.allow_remote)
-        run = Run.start("capacity", slo=asdict(slo), host=args.host, path=args.path)
+        run = Run.start("capacity", slo=asdict(slo), host=args.host, path=args.path,
+                        target=external_target(args.host, metrics=None))  # fmt: skip
         measure = capacity.measure_host(
             args.host, [Endpoint(f"GET {args.path}", args.path)], slo, run.raw_dir,
             label="target", allow_remote=args.allow_remote, **load,

@@ -283,12 +283,14 @@ EXTERNAL_LIMITS = (
 DEFAULT_EXTERNAL_VARIANT = "external"
 
 
-def external_target(url: str, *, metrics: bool) -> dict[str, Any]:
-    """How a run folder's manifest records a target the lab did not start."""
+def external_target(url: str, *, metrics: bool | None) -> dict[str, Any]:
+    """How a run folder's manifest records a target the lab did not start (`metrics`: whether
+    its /metrics was found and scraped; None: not looked for)."""
+    said = {True: "scraped through the URL", False: f"none at {url}/metrics", None: "not scraped"}
     return {
         "url": url,
         "external": True,
-        "metrics": "scraped through the URL" if metrics else f"none at {url}/metrics",
+        "metrics": said[metrics],
         "not_collected": ["variants", "profiles", "logs", "spans"],
     }
 
