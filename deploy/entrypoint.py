@@ -5,7 +5,7 @@
     docker run perflab seed --size small  # generate the dataset unless the database has it
     docker run perflab wait-for-data      # wait until the dataset exists (an init container)
     docker run perflab locust-master      # Locust's master: web UI :8089, workers on :5557
-    docker run perflab locust-worker --master HOST[:PORT]   # `perflab worker`, samples to the master
+    docker run perflab locust-worker --master HOST[:PORT]   # perflab worker: samples to master
     docker run perflab healthcheck [URL]  # exit 0 when URL (default the local /healthz) is 200
     docker run perflab k8s-secret         # print a Kubernetes Secret with fresh secrets
 

@@ -166,8 +166,10 @@ def _run_external(args: argparse.Namespace, exp: experiments.Experiment, prof: L
     size = args.size or "small"
     dataset = {"size": size, **asdict(datagen.SIZES[size])}
     if args.size is None:
-        print(f"ids for the '{size}' dataset ({dataset['products']} products, "
-              f"{dataset['categories']} categories), as deploy/ seeds it; --size if yours differs")
+        print(
+            f"ids for the '{size}' dataset ({dataset['products']} products, "
+            f"{dataset['categories']} categories), as deploy/ seeds it; --size if yours differs"
+        )
     run = run_external(
         exp, args.target, profile=prof, quick=args.quick, variant=names[0].strip(),
         dataset=dataset, allow_remote=args.allow_remote, repeat=args.repeat,

@@ -302,7 +302,9 @@ def _check_reachable(url: str) -> None:
         httpx.get(url, timeout=10.0, verify=False)
     except httpx.HTTPError as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise LabError(f"nothing answers at {url} ({why}): check the URL and that it is up") from None
+        raise LabError(
+            f"nothing answers at {url} ({why}): check the URL and that it is up"
+        ) from None
 
 
 def run_external(

@@ -10,7 +10,6 @@ import json
 import socket
 
 import pandas as pd
-import pytest
 from harness_helpers import perflab_cli, saved_run
 
 from perflab import paths
