@@ -111,6 +111,7 @@ def test_the_roles_serve_and_load_like_the_containers(database_url, tmp_path):
                 str(master_port),
                 "--csv",
                 str(tmp_path / "stats"),
+                "--only-summary",
             ],
             # as in compose and k8s/: the master writes every sample its worker sends
             env={**load, "LOCUST_PERFLAB_SAMPLES": str(tmp_path / "samples" / "samples.csv")},
@@ -138,7 +139,10 @@ def test_the_roles_serve_and_load_like_the_containers(database_url, tmp_path):
         # every request the worker made reached the master's samples file, and only there
         with (tmp_path / "samples" / "samples.csv").open() as f:
             samples = list(csv.DictReader(f))
-        assert len(samples) == int(total["Request Count"]), (len(samples), total)
+        # Locust's final count: the table it prints when it stops (its CSV is rewritten once a
+        # second and may miss the last requests)
+        final = next(ln for ln in log.splitlines() if ln.split()[:1] == ["Aggregated"])
+        assert len(samples) == int(final.split()[1]) >= int(total["Request Count"]), final
         assert {s["endpoint"] for s in samples} == {"GET /products/{id}"}
         assert not any((tmp_path / "worker").iterdir())
         worker.popen.wait(timeout=60)  # it leaves with its master

@@ -99,9 +99,10 @@ def test_a_run_against_a_service_started_separately_records_its_samples(start_ca
     assert set(samples["experiment"]) == {"caching"} and set(samples["variant"]) == {"memory"}
     assert samples["ok"].all() and (samples["status"] == 200).all()  # ids exist in tiny
     assert samples["endpoint"].eq("GET /products/{id}").all()
-    # every request Locust made is a sample: its own count, from its statistics
-    stats = pd.read_csv(next((path / "raw").glob("locust-*_stats.csv")))
-    total = stats.loc[stats["Name"] == "Aggregated", "Request Count"].iloc[0]
+    # every request Locust made is a sample: its own final count, from the table it prints
+    # when it stops (its --csv stats are rewritten once a second and may miss the last ones)
+    log = next((path / "raw").glob("locust-*.log")).read_text()
+    total = next(int(ln.split()[1]) for ln in log.splitlines() if ln.split()[:1] == ["Aggregated"])
     assert len(samples) == total
     # its /metrics was scraped through the same URL; the lab started nothing to collect logs from
     metrics = pd.read_csv(path / "metrics.csv")
