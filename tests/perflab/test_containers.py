@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -296,3 +297,93 @@ def test_a_run_without_the_container_has_no_table():
     run = Run.start("container-empty", quick=True)
     with pytest.raises(LabError, match="no samples"):
         containers.table(run)
+
+
+# --- the whole measurement, with a stand-in engine --------------------------------------------
+
+STAND_IN = '''#!{python}
+"""A stand-in for `docker`: runs the image's entrypoint (deploy/entrypoint.py) on this machine
+instead of in a container. A volume is a folder, a published port is the server's own port."""
+import os, shutil, signal, sys
+from pathlib import Path
+
+HOME = Path(__file__).resolve().parent
+ENTRYPOINT = {entrypoint!r}
+WITH_VALUE = {{"--name", "--label", "--cpus", "--memory", "--tmpfs", "--security-opt",
+              "--cap-drop", "-v", "-p", "-e", "--entrypoint"}}
+args = sys.argv[1:]
+with open(HOME / "calls.log", "a") as log:
+    log.write(" ".join(args) + "\\n")
+volumes, running = HOME / "volumes", HOME / "running"
+if args[:2] == ["volume", "create"]:
+    (volumes / args[-1] / "secrets").mkdir(parents=True)
+elif args[:2] == ["volume", "rm"]:
+    shutil.rmtree(volumes / args[-1], ignore_errors=True)
+elif args[0] == "rm":
+    for name in args[2:]:
+        pid = running / name
+        if pid.exists():
+            os.kill(int(pid.read_text()), signal.SIGTERM)  # alive: only `rm` removes it
+            pid.unlink()
+elif args[0] == "run":
+    opts, i = {{}}, 1
+    while args[i].startswith("-"):
+        if args[i] in WITH_VALUE:
+            opts.setdefault(args[i], []).append(args[i + 1])
+            i += 2
+        else:
+            i += 1
+    role = args[i + 1:]
+    volume, mount = opts["-v"][0].split(":")
+    folder = str(volumes / volume)
+    env = dict(e.split("=", 1) for e in opts.get("-e", []))
+    env = {{k: v.replace(mount, folder) for k, v in env.items()}}
+    if role[0] == "catalog":
+        role += ["--port", opts["-p"][0].split(":")[1]]
+    running.mkdir(exist_ok=True)
+    if "--rm" not in args[:i]:  # a --rm container (the seed) is gone when it exits
+        (running / opts["--name"][0]).write_text(str(os.getpid()))
+    os.chdir(folder)
+    os.execve(sys.executable, [sys.executable, ENTRYPOINT, *role], {{**os.environ, **env}})
+'''
+
+
+@pytest.mark.slow  # real services and Locust, through a stand-in engine
+def test_measure_loads_both_interleaved_and_removes_what_it_made(tmp_path, monkeypatch):
+    """The measuring flow end to end where no engine runs: the stand-in runs the image's own
+    entrypoint roles (seed, then catalog) on loopback, so everything but the container's
+    isolation is real. What a container costs is measured only where one runs
+    (tests/deploy/test_image.py)."""
+    from perflab.lab import Lab
+    from perflab.loadgen import LoadProfile
+
+    engine_dir = tmp_path / "engine"
+    engine_dir.mkdir()
+    docker = engine_dir / "docker"
+    docker.write_text(
+        STAND_IN.format(python=sys.executable, entrypoint=str(ROOT / "deploy" / "entrypoint.py"))
+    )
+    docker.chmod(0o755)
+    engine = Engine("docker", str(docker))
+    profile = LoadProfile(model="closed", users=2, duration=3, warmup=0.5)
+    with Lab(size="tiny", log_dir=tmp_path / "logs") as lab:
+        run = containers.measure(lab, engine, profile=profile, repeat=2, name="test-measure",
+                                 progress=False)  # fmt: skip
+    assert not run.errors and not run.interrupted
+    s = run.samples
+    order = s.groupby(["repeat", "variant"])["t_start"].min().sort_values()
+    assert [v for _, v in order.index] == ["bare", "container", "container", "bare"]
+    for variant in (containers.BARE, containers.CONTAINED):
+        mine = s[s["variant"] == variant]
+        assert len(mine) > 0 and mine["ok"].all(), variant
+        assert set(mine["endpoint"]) == {"GET /products/{id}"}
+    table = containers.table(run)
+    assert list(table["statistic"]) == ["p50", "p95", "rps"]
+    assert ((table["ci_low"] <= table["speed-up"]) & (table["speed-up"] <= table["ci_high"])).all()
+    # the container's own log lines (its stdout) are in the run, as the bare one's are
+    assert set(run.logs["variant"]) == {"bare", "container"}
+    calls = (engine_dir / "calls.log").read_text().splitlines()
+    assert calls[0].startswith("volume create") and calls[-1].startswith("volume rm -f")
+    assert sum(c.startswith("run --name") for c in calls) == 2  # a fresh catalog per repeat
+    assert not list((engine_dir / "volumes").iterdir())
+    assert not list((engine_dir / "running").iterdir())  # every catalog was removed
