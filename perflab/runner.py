@@ -107,6 +107,8 @@ def run_variant(
                 app="catalog" if one in svc.upstreams else exp.service_for(variant),
             )
     try:
+        if prometheus is not None:
+            _wait_scraped(prometheus, run, [one.url for one in watched], label, "before the load")
         result = load(
             run,
             svc.url,
@@ -117,6 +119,8 @@ def run_variant(
             ca_file=svc.ca_file,
             extra_config=dataset_config(dataset or lab.ensure_data()),
         )
+        if prometheus is not None and not result.interrupted:
+            _wait_scraped(prometheus, run, [one.url for one in watched], label, "after the load")
     finally:
         metrics = scraper.stop()
         svc.stop()
@@ -156,6 +160,15 @@ def load(
     except LabError:
         check_writable(run.raw_dir)
         raise
+
+
+def _wait_scraped(prom: Prometheus, run: Run, urls: list[str], label: str, when: str) -> None:
+    """One finished scrape of each of `urls` from now on: before the load, so every series is
+    known from its start; after it, so its last second is counted. A scrape that does not come
+    (a starved machine) is noted in the manifest, and the run goes on."""
+    if not prom.wait_scraped(urls, after=time.time()):
+        gaps = run.manifest.setdefault("prometheus_gaps", [])
+        gaps.append(f"{label}: no scrape of every service {when} within the wait")
 
 
 def _start_prometheus(run: Run) -> Prometheus | None:
