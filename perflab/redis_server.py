@@ -10,8 +10,8 @@ unix socket inside a folder of mode 0700 that `tempfile.mkdtemp` creates for it 
 port is open to every local process, and without more it could plant a page in the cache
 (served with `x-cache: hit`) or reset rate-limit buckets. It also asks for a password, a secret
 made for this server (kept across `restart()`, so clients reconnect), against the user's own
-other processes finding the socket: it goes in a 0600 config file in that folder, not on the
-command line (which every local user can read in `ps`). `url` (`unix://:<secret>@<socket>`),
+other processes finding the socket: it goes in a 0600 config file in that folder, removed once
+the server has read it, not on the command line (which every local user can read in `ps`). `url` (`unix://:<secret>@<socket>`),
 built here and only here, carries both to the services; redis-py reads such URLs as it reads
 `redis://` ones, and an external server (`REDIS_URL`) stays a `redis://` URL.
 """
@@ -96,7 +96,7 @@ class EmbeddedRedis:
         self.proc: ManagedProcess | None = None
         self.log_dir = log_dir
         self.password = secrets.token_urlsafe(24)  # URL-safe: it goes into `url` as is
-        self.folder: Path | None = None  # 0700: the socket, the config (and nothing else)
+        self.folder: Path | None = None  # 0700: the socket (and the config while starting)
 
     @property
     def socket_path(self) -> Path:
@@ -148,6 +148,9 @@ class EmbeddedRedis:
         except LabError:
             self.stop()
             raise
+        # Read once at start-up: gone now, so a lab killed with SIGKILL (no clean-up) leaves no
+        # secret on disk, only the empty folder and a dead socket.
+        config.unlink()
         return self
 
     def restart(self, timeout: float = 10.0) -> EmbeddedRedis:

@@ -69,6 +69,8 @@ def test_embedded_redis_starts_answers_and_stops(prefer, tmp_path):
             stranger.get("k")
         cmdline = Path(f"/proc/{server.proc.pid}/cmdline").read_bytes()
         assert server.password.encode() not in cmdline, "the secret must not show in ps"
+        left = [p.name for p in server.socket_path.parent.iterdir()]
+        assert left == ["redis.sock"], "the config (with the secret) is read at start-up, then gone"
         # restart: same socket, same secret, the client reconnects by itself
         server.restart()
         assert client.ping() and client.get("k") is None
