@@ -150,16 +150,18 @@ class _Catalog:
     def get(self, path: str, **kw: Any) -> Any:
         """One GET on a kept-alive connection (a new client per request costs more than the
         request on a busy machine, and the cache check's reads must fit in its TTL)."""
+        return self._http().get(path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Any:
+        """One POST on the same kept-alive connection."""
+        return self._http().post(path, **kw)
+
+    def _http(self) -> Any:
         import httpx
 
         if self.client is None:
             self.client = httpx.Client(base_url=self.svc.url, timeout=30, trust_env=False)
-        return self.client.get(path, **kw)
-
-    def post(self, path: str, **kw: Any) -> Any:
-        """One POST on the same kept-alive connection as `get`."""
-        self.get("/healthz")  # opens the client when it is the first request
-        return self.client.post(path, **kw)
+        return self.client
 
     def editor(self) -> dict[str, str]:
         from perflab import auth

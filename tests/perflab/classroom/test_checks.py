@@ -585,6 +585,9 @@ def test_review_bodies_change_every_run_and_attack_one_thing_each():
     assert json.loads(bodies['rating "5"'])["rating"] == "5"
     assert set(json.loads(bodies["no rating"])) == {"text", "author"}
     assert set(json.loads(bodies["extra is_admin"])) == {"rating", "text", "author", "is_admin"}
+    for folder in ("exercises", "solutions"):  # the notebook's numbers are the check's
+        text = (paths.NOTEBOOKS / folder / "07_input_validation.ipynb").read_text()
+        assert f"{len(hostile_a)} hostile bodies" in text and f"{len(good_a)} good reviews" in text
 
 
 # --- 07 role check ----------------------------------------------------------------------------

@@ -62,6 +62,17 @@ async def get_product_brief(product_id: int, request: Request) -> Response:
     return await cached_json("product", product_id, catalog(request).product_brief)
 
 
+def _as_stored(review: BaseModel) -> schemas.ReviewIn:
+    """The review to store: ours as it is; a plug-in model's fields as they came out of it,
+    unchecked (`model_construct`): no second validation hides what the model let through."""
+    if isinstance(review, schemas.ReviewIn):
+        return review
+    fields = review.model_dump()
+    return schemas.ReviewIn.model_construct(
+        rating=fields.get("rating"), text=fields.get("text"), author=fields.get("author")
+    )
+
+
 def reviews_router(model: type[BaseModel] = schemas.ReviewIn) -> APIRouter:
     """`POST /products/{product_id}/reviews` with `model` as its body: the shipped `ReviewIn`, or
     a plug-in's model (`review_model_plugin`, core/plugins.py). Whatever `model` accepts is
@@ -72,7 +83,7 @@ def reviews_router(model: type[BaseModel] = schemas.ReviewIn) -> APIRouter:
 
     async def add_review(
         product_id: int,
-        review: schemas.ReviewIn,
+        review: BaseModel,  # the app's model (set below)
         request: Request,
         response: Response,
         who: Editor,
@@ -80,14 +91,9 @@ def reviews_router(model: type[BaseModel] = schemas.ReviewIn) -> APIRouter:
     ) -> schemas.ReviewOut:
         if not 1 <= product_id <= MAX_ID:
             raise HTTPException(404, f"product {product_id} not found")
-        if not isinstance(review, schemas.ReviewIn):  # a plug-in's model: its fields, unchecked
-            fields = review.model_dump()
-            review = schemas.ReviewIn.model_construct(
-                rating=fields.get("rating"), text=fields.get("text"), author=fields.get("author")
-            )
         try:
             out, created = await catalog(request).add_review(
-                product_id, review, idempotency_key, owner=who.subject
+                product_id, _as_stored(review), idempotency_key, owner=who.subject
             )
         except NotFound as exc:
             raise HTTPException(404, str(exc)) from None
