@@ -7,10 +7,10 @@ not a proxy for it:
 
 - code the service runs (a repository, a cache, a middleware, a review model) is loaded *by the
   real catalog* through its plug-in settings (services/catalog/core/plugins.py) and driven by
-  the lab's own Locust load, or by requests sent with a real token; what counts is read from the service: its
-  per-request `X-DB-Queries` (SQL statements counted at the DB-API cursor, raw SQL included),
-  its status codes and bodies (compared with the reference on every key, after a write and
-  after a change behind the service's back), what it stored, its output and log lines;
+  the lab's own Locust load, or by requests sent with a real token; what counts is read from
+  the service: its per-request `X-DB-Queries` (SQL statements counted at the DB-API cursor, raw
+  SQL included), its status codes and bodies (compared with the reference on every key, after a
+  write and after a change behind the service's back), what it stored, its output and log lines;
 - a client (retries, breaker, timeout) runs against a server that fails on purpose and counts
   every attempt and the gaps between them (`misbehaving.py`);
 - a token check or a rate limiter gets hostile inputs and a clock it cannot outrun.
@@ -344,7 +344,9 @@ def _body(review: dict[str, object], attack: dict[str, object]) -> bytes:
     return text.encode()
 
 
-def review_bodies(seed: int | None = None) -> tuple[list[dict[str, object]], list[tuple[str, bytes]]]:
+def review_bodies(
+    seed: int | None = None,
+) -> tuple[list[dict[str, object]], list[tuple[str, bytes]]]:
     """(good reviews, hostile bodies as (name, JSON bytes)), different on every run: a model that
     knows the check's bodies learns nothing. The good ones: every star, the shortest and longest
     text and author, whitespace to strip, non-ASCII text."""
@@ -410,7 +412,7 @@ def check_review_model(spec: str, database_url: str) -> CheckResult:
         check.require(
             not wrong["accepted"],
             f"{len(wrong['accepted'])} hostile bodies were accepted, e.g. "
-            f"{wrong['accepted'][:4]}: strict types (no \"5\" -> 5, no 4.0, no true), bounds on "
+            f'{wrong["accepted"][:4]}: strict types (no "5" -> 5, no 4.0, no true), bounds on '
             "every field, no unknown fields",
         )
         check.require(
@@ -427,8 +429,7 @@ def check_review_model(spec: str, database_url: str) -> CheckResult:
             r = cat.post(f"/products/{good_pid}/reviews", json=payload, headers=cat.editor())
             check.require(
                 r.status_code == 201,
-                f"a good review was refused ({r.status_code}): {_short(payload)}: "
-                f"{r.text[:200]}",
+                f"a good review was refused ({r.status_code}): {_short(payload)}: {r.text[:200]}",
             )
             want = {
                 "rating": payload["rating"],
@@ -479,9 +480,12 @@ def _log_lines_of(path: Path, request_ids: set[str], timeout: float = 30) -> dic
         for raw in text.splitlines():
             with contextlib.suppress(ValueError):
                 line = json.loads(raw)
-                if isinstance(line, dict) and line.get("request_id") in request_ids:
-                    if line.get("event") == "request":
-                        found[line["request_id"]] = line
+                if (
+                    isinstance(line, dict)
+                    and line.get("event") == "request"
+                    and line.get("request_id") in request_ids
+                ):
+                    found[line["request_id"]] = line
         if set(found) >= request_ids or time.monotonic() > deadline:
             return found
         time.sleep(0.1)

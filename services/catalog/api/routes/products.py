@@ -10,7 +10,7 @@ reads the database on every request, so it stays a plain `def` (FastAPI runs it 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from pydantic import BaseModel
@@ -68,9 +68,8 @@ def _as_stored(review: BaseModel) -> schemas.ReviewIn:
     if isinstance(review, schemas.ReviewIn):
         return review
     fields = review.model_dump()
-    return schemas.ReviewIn.model_construct(
-        rating=fields.get("rating"), text=fields.get("text"), author=fields.get("author")
-    )
+    stored: dict[str, Any] = {k: fields.get(k) for k in ("rating", "text", "author")}
+    return schemas.ReviewIn.model_construct(**stored)
 
 
 def reviews_router(model: type[BaseModel] = schemas.ReviewIn) -> APIRouter:
