@@ -286,6 +286,7 @@ def make_cache(
     ttl: float,
     max_entries: int,
     redis_timeout: float = 0.25,
+    lock_wait: float = 2.0,
     logger: Logger | None = None,
     on_error: Callable[[], None] | None = None,
 ) -> Cache:
@@ -297,5 +298,12 @@ def make_cache(
                 "cache=redis needs a Redis server: set REDIS_URL, or run the service with "
                 "`perflab serve catalog --cache redis`, which starts an embedded one"
             )
-        return RedisCache(redis_url, ttl, timeout=redis_timeout, logger=logger, on_error=on_error)
+        return RedisCache(
+            redis_url,
+            ttl,
+            timeout=redis_timeout,
+            lock_wait_seconds=lock_wait,
+            logger=logger,
+            on_error=on_error,
+        )
     return NoCache()

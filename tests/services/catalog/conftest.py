@@ -25,8 +25,9 @@ def redis_settings(redis_url: str) -> dict[str, object]:
     """Settings of a catalog using `redis_url`, for tests of what it does while Redis answers:
     Redis gets 10 s per reply, not the service's 0.25 s after which the cache and the rate
     limiter fail open for a second (bypass, in-process buckets). A busy machine can be that
-    slow, and failing open has tests of its own (test_cache.py, test_faults.py)."""
-    return {"redis_url": redis_url, "redis_timeout_seconds": 10}
+    slow, and failing open has tests of its own (test_cache.py, test_faults.py). A miss waits
+    up to 60 s for another worker's load of the same key, not 2 s, for the same reason."""
+    return {"redis_url": redis_url, "redis_timeout_seconds": 10, "cache_lock_wait_seconds": 60}
 
 
 @pytest.fixture(scope="module")
