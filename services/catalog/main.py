@@ -34,7 +34,12 @@ from perflab_services.common.watchdog import start_parent_watchdog
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    logger = make_logger(settings.service_name, settings.log_file, settings.log_enabled)
+    logger = make_logger(
+        settings.service_name,
+        settings.log_file,
+        settings.log_enabled,
+        flush_seconds=settings.log_flush_seconds,
+    )
     metrics = ServiceMetrics(settings.service_name) if settings.metrics_enabled else None
     db = Database(settings.database_url)
 
