@@ -27,7 +27,7 @@ from perflab_services.catalog.service import Catalog
 from perflab_services.common.clients import trust_proxies
 from perflab_services.common.logging import make_logger
 from perflab_services.common.metrics import ServiceMetrics
-from perflab_services.common.middleware import add_observability
+from perflab_services.common.middleware import add_observability, fastapi_options
 from perflab_services.common.tracing import TracedCache
 from perflab_services.common.watchdog import start_parent_watchdog
 
@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0",
         description="Products, categories and reviews: the service the lab measures.",
         lifespan=lifespan,
+        **fastapi_options(),
     )
     app.state.settings = settings
     app.state.metrics = metrics

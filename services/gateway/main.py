@@ -17,7 +17,7 @@ from perflab_services.common.errors import install_error_handlers
 from perflab_services.common.limits import BodySizeLimitMiddleware
 from perflab_services.common.logging import make_logger
 from perflab_services.common.metrics import ServiceMetrics
-from perflab_services.common.middleware import add_observability
+from perflab_services.common.middleware import add_observability, fastapi_options
 from perflab_services.common.watchdog import start_parent_watchdog
 from perflab_services.gateway.api.routes import categories, ops, products
 from perflab_services.gateway.core.config import Settings, get_settings
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0",
         description="The front door to the catalog: pooling, timeouts, retries, a breaker.",
         lifespan=lifespan,
+        **fastapi_options(),
     )
     app.state.settings = settings
     app.state.metrics = metrics
