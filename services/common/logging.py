@@ -1,27 +1,27 @@
-"""structlog set up for one canonical JSON line per request.
+"""One canonical JSON line per request, and the services' other log lines, written cheaply.
 
 Each service writes to its own file (the lab collects it into the run folder) or to stdout.
 Logging can be switched off to measure what it costs.
 
-The line is written on every request, so it is built the way structlog's performance notes
-advise: a filtering bound logger (a disabled level is a no-op method), the logger cached on
-first use, one processor that stamps the line (request id, level, time) and orjson rendering
-straight to bytes, newline included.
+The request line is written on every request, so it costs as little as a line can
+(bench/results/hotpath.md, round 3, measured each step):
 
-Lines are written in batches (`LineWriter`): a line joins a buffer, and a flusher thread writes
-the buffer with one `write` at most `FLUSH_SECONDS` after its first line (the services'
-`log_flush_seconds` setting), so a busy service makes
-one system call for hundreds of lines instead of one each (bench/results/hotpath.md, round 3:
-the per-line `write` was most of what the log line cost). Lines are never split, so workers
-appending to one file never interleave inside a line; the buffer is written at exit (uvicorn's
-clean shutdown), when it grows past `MAX_BUFFERED_BYTES`, and by `flush()`. What a `kill -9`
-loses is at most the last `FLUSH_SECONDS` of lines.
+- `JsonLogger`: a line is one dict (the bound fields, the call's own fields, `event`, `level`,
+  `timestamp`, and the id of the request being served) serialised by orjson straight to bytes,
+  newline and RFC 3339 time included. No processor chain: structlog's (filtering bound logger,
+  three processors, orjson renderer) cost about twice as much per line.
+- `LineWriter`: lines are written in batches. A line joins a buffer, and a flusher thread writes
+  the buffer with one `write` at most `FLUSH_SECONDS` after its first line (the services'
+  `log_flush_seconds` setting; 0 writes each line at once), so a busy service makes one system
+  call per hundreds of lines instead of one each. Lines are never split, so workers appending
+  to one file never interleave inside a line. The buffer is also written when it passes
+  `MAX_BUFFERED_BYTES` and at exit (uvicorn's clean shutdown, on SIGTERM as the lab stops a
+  service): a clean stop loses nothing; a `kill -9` loses at most the last `FLUSH_SECONDS`.
 """
 
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import sys
 import threading
@@ -31,13 +31,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 import orjson
-import structlog
-from structlog.typing import EventDict, FilteringBoundLogger
 
 from perflab_services.common import context
-
-# What services pass around: `logger.info("event", key=value, ...)`; every level method exists.
-Logger = "JsonLogger"
 
 # How long a line may wait in the buffer, and how much may wait before it is written at once.
 FLUSH_SECONDS = 0.05
@@ -59,11 +54,11 @@ class _Off:
 
 
 class LineWriter:
-    """structlog's logger for rendered lines: buffers whole lines, writes them in batches.
+    """Where rendered lines go: buffers whole lines, writes them in batches.
 
-    `msg` (and every level name) appends a line; a daemon thread, woken by the first line into
-    an empty buffer, waits `interval` s for more and writes them all with one `write`. So the
-    request path pays a lock and a list append, and an idle service no wake-up at all. The
+    `msg` appends a line; a daemon thread, woken by the first line into an empty buffer, waits
+    `interval` s for more and writes them all with one `write`. So the request path pays a lock
+    and a copy into a bytearray, and an idle service no wake-up at all. The
     buffer's lock is never held during a write (the event loop never waits on the disk); a
     second lock keeps the batches in order.
     """
@@ -89,8 +84,6 @@ class LineWriter:
             if self._thread is None:
                 self._start()
             self._pending.set()
-
-    debug = info = warning = warn = error = critical = exception = fatal = log = msg
 
     def flush(self) -> None:
         """Write every buffered line now (at exit, and for whoever must read the file now)."""
@@ -128,9 +121,9 @@ _OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_UTC_Z
 class JsonLogger:
     """The services' logger: `logger.info("event", key=value, ...)` writes one JSON line.
 
-    The line is one dict (the bound fields, the call's fields, then `event`, `level`,
-    `timestamp` and the request being served), serialised by orjson straight to bytes and
-    handed to the `LineWriter`.
+    Every line written while a request is served names it (`request_id`, and `trace_id` and
+    `span_id` when traced), not only the request line: a rate-limiter refusal, a breaker
+    opening, a cache error. `debug` writes nothing (the services log at info and above).
     """
 
     __slots__ = ("_fields", "_writer")
@@ -159,7 +152,7 @@ class JsonLogger:
         self._writer.msg(orjson.dumps(fields, default=repr, option=_OPTIONS))
 
     def debug(self, event: str, **fields: Any) -> None:
-        return None
+        return None  # below the services' level
 
     def info(self, event: str, **fields: Any) -> None:
         self._write("info", event, fields)
@@ -172,6 +165,10 @@ class JsonLogger:
 
     def critical(self, event: str, **fields: Any) -> None:
         self._write("critical", event, fields)
+
+
+# What services pass around: `logger.info("event", key=value, ...)`, `logger.bind(...)`.
+Logger = JsonLogger
 
 
 def make_logger(
