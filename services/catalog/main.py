@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await cache.close()
         faults.close()
         db.dispose()
+        logger.flush()  # the lines still waiting (common/logging.py)
 
     app = FastAPI(
         title="perflab catalog",

@@ -15,8 +15,9 @@ The request line is written on every request, so it costs as little as a line ca
   `log_flush_seconds` setting; 0 writes each line at once), so a busy service makes one system
   call per hundreds of lines instead of one each. Lines are never split, so workers appending
   to one file never interleave inside a line. The buffer is also written when it passes
-  `MAX_BUFFERED_BYTES` and at exit (uvicorn's clean shutdown, on SIGTERM as the lab stops a
-  service): a clean stop loses nothing; a `kill -9` loses at most the last `FLUSH_SECONDS`.
+  `MAX_BUFFERED_BYTES`, at the end of the services' lifespan (uvicorn's clean shutdown, on
+  SIGTERM as the lab stops a service) and at exit: a clean stop loses nothing; a `kill -9`
+  loses at most the last `FLUSH_SECONDS` of lines.
 """
 
 from __future__ import annotations
@@ -150,6 +151,12 @@ class JsonLogger:
                     fields["span_id"] = ctx.extra["span_id"]
         fields["timestamp"] = datetime.now(UTC)  # orjson writes it as RFC 3339, `Z` for UTC
         self._writer.msg(orjson.dumps(fields, default=repr, option=_OPTIONS))
+
+    def flush(self) -> None:
+        """Write the lines still waiting. The services call it last in their lifespan: uvicorn,
+        stopped by a signal, ends by raising that signal again once shut down, so the process
+        dies of it and no `atexit` handler runs."""
+        self._writer.flush()
 
     def debug(self, event: str, **fields: Any) -> None:
         return None  # below the services' level

@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         logger.info("startup", variant=settings.variant, catalog_url=settings.catalog_url)
         yield
         await client.aclose()
+        logger.flush()  # the lines still waiting (common/logging.py)
 
     app = FastAPI(
         title="perflab gateway",

@@ -73,8 +73,9 @@ def test_lines_from_many_threads_are_whole_and_none_is_lost(tmp_path):
 
 
 def test_lines_still_waiting_are_written_when_the_process_exits(tmp_path):
-    """A clean exit (uvicorn's shutdown on SIGTERM ends in one) writes the buffer; the interval
-    is an hour, so nothing else could have."""
+    """A process that exits normally writes the buffer (`atexit`); the interval is an hour, so
+    nothing else could have. (uvicorn dies of its stop signal instead: the services flush at
+    the end of their lifespan, tests/services/catalog/test_observability.py.)"""
     path = tmp_path / "svc.jsonl"
     code = textwrap.dedent(
         f"""
@@ -88,6 +89,16 @@ def test_lines_still_waiting_are_written_when_the_process_exits(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0", "the lines waited in the buffer until the exit"
     assert [x["n"] for x in _lines(path)] == list(range(500))
+
+
+def test_flush_writes_the_lines_waiting(tmp_path):
+    path = tmp_path / "svc.jsonl"
+    logger = make_logger("catalog", str(path), flush_seconds=3600)
+    logger.info("request", n=1)
+    logger.error("request", n=2)
+    assert path.read_text() == ""
+    logger.flush()
+    assert [(x["n"], x["level"]) for x in _lines(path)] == [(1, "info"), (2, "error")]
 
 
 def test_logging_off_writes_nothing(tmp_path):
