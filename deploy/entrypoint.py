@@ -5,7 +5,7 @@
     docker run perflab seed --size small  # generate the dataset unless the database has it
     docker run perflab wait-for-data      # wait until the dataset exists (an init container)
     docker run perflab locust-master      # Locust's master: web UI :8089, workers on :5557
-    docker run perflab locust-worker --master HOST[:PORT]
+    docker run perflab locust-worker --master HOST[:PORT]   # perflab worker: samples to master
     docker run perflab healthcheck [URL]  # exit 0 when URL (default the local /healthz) is 200
     docker run perflab k8s-secret         # print a Kubernetes Secret with fresh secrets
 
@@ -81,36 +81,41 @@ def multiprocess_metrics(args: list[str], env: MutableMapping[str, str] = os.env
 
 def locust_master_argv(args: list[str]) -> list[str]:
     """Locust's master with the lab's locustfile: it runs no users, it coordinates workers and
-    serves the web UI (LOCUST_HOST, LOCUST_USERS, ... configure it, as for any Locust)."""
+    serves the web UI (LOCUST_HOST, LOCUST_USERS, ... configure it, as for any Locust), and
+    writes every sample its workers send to `LOCUST_PERFLAB_SAMPLES` (appending: a restarted
+    master keeps the earlier runs' samples in the file)."""
     return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--master", *args]
 
 
 def locust_worker_argv(args: list[str]) -> list[str]:
-    """A Locust worker that connects to `--master HOST[:PORT]`.
+    """`perflab worker --master HOST[:PORT]`: the lab's Locust worker, as on any other machine.
 
-    The lab's locustfile loads the recorder plugin (`perflab.locust_plugin`): a worker keeps no
-    sample file, it sends every sample to the master over Locust's own connection, and the
-    master writes them where its `--perflab-samples PATH` says (none given: Locust's statistics,
-    web UI and --csv, are what a cluster run reports). `perflab worker --master HOST[:PORT]` is
-    the same worker outside a container.
+    It keeps no sample file: every sample goes to the master over Locust's own connection
+    (`perflab.locust_plugin`), and the master writes them where `LOCUST_PERFLAB_SAMPLES` says
+    (a volume, in compose and k8s/, so they outlive its container). It waits for the master
+    (`--wait`, here 120 s: the master may start after its workers), then says in one line that it
+    cannot reach it. Locust's output goes to the container's log. Later arguments win
+    (`--wait 30`, `--locustfile PATH`).
     """
     master, rest = _take_option(args, "--master")
     if not master:
         raise SystemExit("locust-worker needs --master HOST[:PORT] (the Locust master's address)")
     host, _, port = master.partition(":")
-    if port and not port.isdigit():
-        raise SystemExit(f"locust-worker: --master {master!r}: the port must be a number")
+    if not host or (port and not port.isdigit()):
+        raise SystemExit(f"locust-worker: --master {master!r}: give HOST or HOST:PORT")
     return [
         sys.executable,
         "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
-        "--worker",
-        "--master-host",
-        host,
-        "--master-port",
-        port or str(LOCUST_MASTER_PORT),
+        "perflab.cli",
+        "worker",
+        "--master",
+        f"{host}:{port or LOCUST_MASTER_PORT}",
+        "--locustfile",
+        str(LOCUSTFILE),  # the master's own file (the image's copy of loadtests/)
+        "--wait",
+        "120",
+        "--log",
+        "/dev/stdout",
         *rest,
     ]
 

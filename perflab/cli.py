@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import pandas as pd
 
@@ -17,9 +18,6 @@ from perflab.errors import LabError
 from perflab.loadgen import Endpoint, LoadProfile
 from perflab.procs import port_in_use
 from perflab.results import DISK_ERRNOS, Run
-
-if TYPE_CHECKING:
-    from perflab.scrape import MetricsScraper
 
 
 class _Parser(argparse.ArgumentParser):
@@ -126,17 +124,56 @@ def cmd_run(args: argparse.Namespace) -> int:
     from perflab.runner import run_experiments
 
     exp = experiments.get(args.experiment)
-    if args.variants:
+    if args.target is None and args.allow_remote:
+        raise LabError("--allow-remote goes with --target URL (a service the lab did not start)")
+    if args.variants and args.target is None:
         exp = exp.with_variants(args.variants.split(","))
     base = exp.quick_profile if args.quick else exp.profile
     prof = _profile(args, base)
     prof.validate()  # before any dataset is generated or service started
     if args.repeat < 1:
         raise LabError("--repeat must be at least 1")
-    with Lab(size=args.size) as lab:
+    if args.target is not None:
+        return _run_external(args, exp, prof)
+    with Lab(size=args.size or "medium") as lab:
         run = run_experiments(
             [exp], lab=lab, profile=prof, repeat=args.repeat, profiler=args.profile
         )
+    _print_run(run)
+    print(f"\nreport: {run.path / 'report.html'}")
+    return 130 if run.interrupted else 0
+
+
+def _run_external(args: argparse.Namespace, exp: experiments.Experiment, prof: LoadProfile) -> int:
+    """`perflab run EXPERIMENT --target URL`: the experiment's traffic against a service the lab
+    did not start (`runner.run_external`); what it cannot do there is refused or said."""
+    from perflab.loadgen import check_target
+    from perflab.runner import DEFAULT_EXTERNAL_VARIANT, run_external
+    from perflab_services.catalog import datagen
+
+    check_target(args.target, args.allow_remote)  # the one loopback rule, before anything else
+    if args.profile:
+        raise LabError(
+            "--profile samples services the lab starts; --target is one it did not start: "
+            "profile it where it runs (py-spy record --pid PID on its host)"
+        )
+    names = args.variants.split(",") if args.variants else [DEFAULT_EXTERNAL_VARIANT]
+    if len(names) != 1 or not re.fullmatch(r"[\w.-]+", names[0].strip()):
+        raise LabError(
+            "--target serves one variant, whichever is deployed: --variants NAME labels it "
+            f"(one name of letters, digits, . _ -; default {DEFAULT_EXTERNAL_VARIANT!r})"
+        )
+    size = args.size or "small"
+    dataset = {"size": size, **asdict(datagen.SIZES[size])}
+    if args.size is None:
+        print(
+            f"ids for the '{size}' dataset ({dataset['products']} products, "
+            f"{dataset['categories']} categories), as deploy/ seeds it; --size if yours differs"
+        )
+    run = run_external(
+        exp, args.target, profile=prof, quick=args.quick, variant=names[0].strip(),
+        dataset=dataset, allow_remote=args.allow_remote, repeat=args.repeat,
+    )  # fmt: skip
     _print_run(run)
     print(f"\nreport: {run.path / 'report.html'}")
     return 130 if run.interrupted else 0
@@ -243,24 +280,10 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _metrics_scraper(host: str) -> MetricsScraper | None:
-    """Scrape the target's /metrics each second if it has a Prometheus one (our services do)."""
-    import httpx
-
-    from perflab.scrape import MetricsScraper
-
-    try:
-        resp = httpx.get(host.rstrip("/") + "/metrics", timeout=2.0)
-    except httpx.HTTPError:
-        return None
-    if resp.status_code != 200 or "# TYPE" not in resp.text:
-        return None
-    return MetricsScraper(host).start()
-
-
 def cmd_load(args: argparse.Namespace) -> int:
     from perflab.loadgen import check_target
-    from perflab.runner import load, save
+    from perflab.runner import external_target, load, save
+    from perflab.scrape import scraper_if_served
 
     if bool(args.path) == bool(args.locustfile):
         raise LabError("give exactly one of --path or --locustfile")
@@ -291,7 +314,8 @@ def cmd_load(args: argparse.Namespace) -> int:
     )
     run = Run.start("load")
     run.add_experiment(exp, prof, locustfile=str(locustfile) if locustfile else None)
-    scraper = _metrics_scraper(args.host)
+    scraper = scraper_if_served(args.host)
+    run.manifest["target"] = external_target(args.host, metrics=scraper is not None)
     try:
         result = load(
             run,
@@ -326,11 +350,13 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     if args.host is not None:
         from perflab.loadgen import check_target
         from perflab.results import Run
+        from perflab.runner import external_target
 
         if not args.path:
             raise LabError("--host needs --path, the endpoint to load (e.g. /healthz)")
         check_target(args.host, args.allow_remote)
-        run = Run.start("capacity", slo=asdict(slo), host=args.host, path=args.path)
+        run = Run.start("capacity", slo=asdict(slo), host=args.host, path=args.path,
+                        target=external_target(args.host, metrics=None))  # fmt: skip
         measure = capacity.measure_host(
             args.host, [Endpoint(f"GET {args.path}", args.path)], slo, run.raw_dir,
             label="target", allow_remote=args.allow_remote, **load,
@@ -554,7 +580,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="sample each service with a profiler (py-spy) while it runs: profiles/ in the "
         "run folder, and where the time goes",
     )
-    r.add_argument("--size", default="medium", choices=sizes)
+    r.add_argument(
+        "--target",
+        metavar="URL",
+        help="load a service the lab did not start (deployed elsewhere) with this experiment's "
+        "traffic, as one variant; loopback only unless --allow-remote",
+    )
+    r.add_argument(
+        "--allow-remote", action="store_true", help="allow a non-loopback --target (one you own)"
+    )
+    r.add_argument(
+        "--size",
+        choices=sizes,
+        help="dataset size (default medium; with --target, the one it was seeded with: small)",
+    )
     r.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("serve", help="run one service variant in the foreground")

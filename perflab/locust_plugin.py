@@ -11,8 +11,9 @@ documentation records without a change:
 
 The lab's own locustfiles import it. What it adds to a Locust process:
 
-- `--perflab-samples PATH`: where to write the samples (a distributed worker appends its pid;
-  the master records nothing, its workers do). Without it nothing is recorded.
+- `--perflab-samples PATH` (or `LOCUST_PERFLAB_SAMPLES`): where to write the samples; a
+  distributed master writes there what its workers send (they keep no file). Without it
+  nothing is recorded.
 - Every request made through `HttpUser`'s or `FastHttpUser`'s client carries an `X-Request-ID`
   (unless it has one), a valid W3C trace id, recorded with the sample, and a W3C `traceparent`
   with that trace id: a slow request can be found in the service's log and its trace.
@@ -61,6 +62,9 @@ _recorder: Recorder | None = None
 _outbox: _Outbox | None = None  # a distributed worker's: its samples go to the master
 log = logging.getLogger("perflab.recorder")
 _host_header: str | None = None
+# `--perflab-samples` from the environment, as Locust reads its own options (LOCUST_HOST...): how
+# a container's master is told where its volume keeps every sample (deploy/compose.yaml, k8s/).
+SAMPLES_ENV = "LOCUST_PERFLAB_SAMPLES"
 
 
 @events.init_command_line_parser.add_listener
@@ -71,6 +75,7 @@ def _options(parser: Any) -> None:
         metavar="PATH",
         help="write every request as a raw sample to this CSV file (perflab's columns)",
         include_in_web_ui=False,
+        env_var=SAMPLES_ENV,
     )
     parser.add_argument(
         "--perflab-host-header",
@@ -78,6 +83,7 @@ def _options(parser: Any) -> None:
         metavar="HOST",
         help="Host header of requests to --host (when --host is the checked address of a name)",
         include_in_web_ui=False,
+        env_var="LOCUST_PERFLAB_HOST_HEADER",
     )
 
 

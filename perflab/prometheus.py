@@ -19,7 +19,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +127,27 @@ class Prometheus:
         with contextlib.suppress(OSError):
             self._write_targets()
 
+    def wait_scraped(self, urls: list[str], after: float, timeout: float = 15.0) -> bool:
+        """Wait until Prometheus has finished a successful scrape of every one of `urls` that
+        began after `after` (Unix seconds). The runner waits once before the load (so the
+        series exist from its start) and once after it, before the service stops (so the last
+        second of counts is in Prometheus too). Returns False when `timeout` passes first: a
+        busy machine delays scrapes, and the run goes on with what Prometheus has."""
+        wanted = {url.rstrip("/") + "/metrics" for url in urls}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+                resp = httpx.get(f"{self.url}/api/v1/targets", timeout=5)
+                done = {
+                    t["scrapeUrl"]
+                    for t in resp.json()["data"]["activeTargets"]
+                    if t["health"] == "up" and _unix(t["lastScrape"]) > after
+                }
+                if wanted <= done:
+                    return True
+            time.sleep(0.2)
+        return False
+
     def _write_targets(self) -> None:
         groups = [
             {
@@ -189,3 +213,13 @@ class Prometheus:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _unix(rfc3339: str) -> float:
+    """Unix seconds of Prometheus' RFC 3339 times (nanosecond fractions, `Z` or an offset)."""
+    m = re.fullmatch(r"(.+T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", rfc3339)
+    if m is None:
+        raise ValueError(f"not an RFC 3339 time: {rfc3339!r}")
+    base, frac, zone = m.groups()
+    stamp = datetime.fromisoformat(base + ("+00:00" if zone == "Z" else zone)).timestamp()
+    return stamp + (float("0." + frac) if frac else 0.0)

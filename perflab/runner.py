@@ -6,6 +6,10 @@ variant gets a fresh service process; its /metrics is scraped every second and i
 is collected. A variant that cannot start (no Redis, say) is reported in one line and the
 others still run. Ctrl-C (or a notebook's interrupt) stops the run and keeps what it measured;
 so does a load that fails (the run so far is saved, then the error is shown).
+
+`run_external` runs an experiment's traffic against a service the lab did not start (deployed
+on a cluster, say): one variant, as deployed, recorded in the same run folder; its manifest
+says the target was external and what could not be collected from it.
 """
 
 from __future__ import annotations
@@ -21,12 +25,29 @@ from perflab import profiling, prometheus, report
 from perflab.errors import LabError
 from perflab.experiments import Experiment, Variant
 from perflab.lab import Lab
-from perflab.loadgen import Endpoint, LoadProfile, LoadResult, dataset_config, run_load
+from perflab.loadgen import (
+    Endpoint,
+    LoadProfile,
+    LoadResult,
+    check_target,
+    dataset_config,
+    run_load,
+)
 from perflab.prometheus import Prometheus
 from perflab.results import Run, check_writable, log_records
-from perflab.scrape import MetricsScraper
+from perflab.scrape import MetricsScraper, serves_metrics
 
-__all__ = ["Run", "VariantSkipped", "load", "run_experiments", "run_variant", "save", "schedule"]
+__all__ = [
+    "Run",
+    "VariantSkipped",
+    "external_target",
+    "load",
+    "run_experiments",
+    "run_external",
+    "run_variant",
+    "save",
+    "schedule",
+]
 
 
 class VariantSkipped(LabError):
@@ -86,6 +107,8 @@ def run_variant(
                 app="catalog" if one in svc.upstreams else exp.service_for(variant),
             )
     try:
+        if prometheus is not None:
+            _wait_scraped(prometheus, run, [one.url for one in watched], label, "before the load")
         result = load(
             run,
             svc.url,
@@ -96,6 +119,8 @@ def run_variant(
             ca_file=svc.ca_file,
             extra_config=dataset_config(dataset or lab.ensure_data()),
         )
+        if prometheus is not None and not result.interrupted:
+            _wait_scraped(prometheus, run, [one.url for one in watched], label, "after the load")
     finally:
         metrics = scraper.stop()
         svc.stop()
@@ -135,6 +160,15 @@ def load(
     except LabError:
         check_writable(run.raw_dir)
         raise
+
+
+def _wait_scraped(prom: Prometheus, run: Run, urls: list[str], label: str, when: str) -> None:
+    """One finished scrape of each of `urls` from now on: before the load, so every series is
+    known from its start; after it, so its last second is counted. A scrape that does not come
+    (a starved machine) is noted in the manifest, and the run goes on."""
+    if not prom.wait_scraped(urls, after=time.time()):
+        gaps = run.manifest.setdefault("prometheus_gaps", [])
+        gaps.append(f"{label}: no scrape of every service {when} within the wait")
 
 
 def _start_prometheus(run: Run) -> Prometheus | None:
@@ -246,6 +280,118 @@ def run_experiments(
             _stop_prometheus(prom, run)
     run.manifest["redis"] = lab.redis_source
     save(run, interrupted=interrupted, errors=errors)
+    if failure is not None:
+        if run.samples.empty:
+            raise failure
+        raise LabError(f"{failure}\n(what was measured before is saved in {run.path})") from None
+    say(f"\nSaved to {run.path}")
+    return run
+
+
+# What the lab cannot do to a service it did not start, said in one line before the load.
+EXTERNAL_LIMITS = (
+    "perflab did not start it, so it runs one variant as deployed (none started or stopped), "
+    "no profiler, and no service logs or spans are collected"
+)
+DEFAULT_EXTERNAL_VARIANT = "external"
+
+
+def external_target(url: str, *, metrics: bool | None) -> dict[str, Any]:
+    """How a run folder's manifest records a target the lab did not start (`metrics`: whether
+    its /metrics was found and scraped; None: not looked for)."""
+    said = {True: "scraped through the URL", False: f"none at {url}/metrics", None: "not scraped"}
+    return {
+        "url": url,
+        "external": True,
+        "metrics": said[metrics],
+        "not_collected": ["variants", "profiles", "logs", "spans"],
+    }
+
+
+def _check_reachable(url: str) -> None:
+    """One line, before any run folder, when nothing answers at `url` (any HTTP status is an
+    answer): a wrong port or host would otherwise be a run of connection errors."""
+    try:
+        httpx.get(url, timeout=10.0, verify=False)
+    except httpx.HTTPError as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise LabError(
+            f"nothing answers at {url} ({why}): check the URL and that it is up"
+        ) from None
+
+
+def run_external(
+    exp: Experiment,
+    url: str,
+    *,
+    profile: LoadProfile | None = None,
+    quick: bool = False,
+    variant: str = DEFAULT_EXTERNAL_VARIANT,
+    dataset: dict | None = None,
+    allow_remote: bool = False,
+    repeat: int = 1,
+    progress: bool = True,
+    echo: bool = True,
+) -> Run:
+    """Run `exp`'s traffic and load model against `url`, a service the lab did not start.
+
+    Only loopback unless `allow_remote` (`perflab.loopback`). The service serves one variant,
+    whichever is deployed: `variant` labels it (so `perflab compare` can pair it with a run of
+    that variant elsewhere). `dataset` (`products`, `categories`) is the dataset the service was
+    seeded with, so the ids the traffic asks for exist there. Its `/metrics` is scraped through
+    the same URL when it has one; a load balancer answers that from whichever replica it picks.
+    """
+    if repeat < 1:
+        raise LabError("repeat must be at least 1")
+    check_target(url, allow_remote)  # before a run folder is made; run_load checks again
+    say: Callable[[str], None] = (lambda msg: print(msg, flush=True)) if echo else (lambda _: None)
+    prof = profile or (exp.quick_profile if quick else exp.profile)
+    prof.validate()
+    one = Experiment(
+        name=exp.name,
+        title=exp.title,
+        question=exp.question,
+        variants=[Variant(variant, {"target": url})],
+        mix=exp.mix,
+        profile=prof,
+        quick_profile=prof,
+        service="external",
+        notes=exp.notes,
+    )
+    _check_reachable(url)
+    metrics = serves_metrics(url)
+    target = external_target(url, metrics=metrics)
+    run = Run.start(f"{exp.name}-external", repeat=repeat, quick=quick, target=target)
+    run.add_experiment(one, prof, target=url)
+    if dataset is not None:
+        run.manifest["dataset"] = dataset
+    say(f"external target {url}: {EXTERNAL_LIMITS}; {target['metrics']}")
+    extra = dataset_config(dataset) if dataset is not None else None
+    interrupted = False
+    failure: LabError | None = None
+    try:
+        for rep in range(repeat):
+            say(f"[{exp.name}] {variant} at {url} (repeat {rep + 1}/{repeat}): "
+                f"{prof.model} model, {prof.duration:g} s")  # fmt: skip
+            check_writable(run.path)
+            scraper = MetricsScraper(url).start() if metrics else None
+            try:
+                result = load(
+                    run, url, exp.mix, prof, label=f"{exp.name}-{variant}-r{rep}",
+                    progress=progress, extra_config=extra, allow_remote=allow_remote,
+                )  # fmt: skip
+            finally:
+                rows = scraper.stop() if scraper is not None else []
+            run.add_variant(exp.name, variant, result.samples, settings=one.variants[0].settings,
+                            repeat=rep, metrics=rows)  # fmt: skip
+            if result.interrupted:
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        interrupted = True
+        say("interrupted: saving what was measured so far")
+    except LabError as exc:
+        failure = exc
+    save(run, interrupted=interrupted)
     if failure is not None:
         if run.samples.empty:
             raise failure

@@ -74,3 +74,17 @@ class MetricsScraper:
         self._stop.set()
         self._thread.join(timeout=5)
         return self.rows
+
+
+def serves_metrics(url: str) -> bool:
+    """Whether `url` answers a Prometheus `/metrics` (our services do; any other may not)."""
+    try:
+        resp = httpx.get(url.rstrip("/") + "/metrics", timeout=2.0)
+    except httpx.HTTPError:
+        return False
+    return resp.status_code == 200 and "# TYPE" in resp.text
+
+
+def scraper_if_served(url: str) -> MetricsScraper | None:
+    """A started scraper of a service the lab did not start, when it has a `/metrics`."""
+    return MetricsScraper(url).start() if serves_metrics(url) else None

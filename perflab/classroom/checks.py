@@ -5,15 +5,15 @@ nothing else: every threshold lives here, where the tests prove that the startin
 gamed submissions fail (tests/perflab/classroom/test_checks.py). The checks measure the goal,
 not a proxy for it:
 
-- code the service runs (a repository, a cache, a middleware) is loaded *by the real catalog*
-  through its plug-in settings (services/catalog/core/plugins.py) and driven by the lab's own
-  Locust load; what counts is read from the service: its per-request `X-DB-Queries` (SQL
-  statements counted at the DB-API cursor, raw SQL included), its status codes and bodies
-  (compared with the reference on every key, after a write and after a change behind the
-  service's back), its output;
+- code the service runs (a repository, a cache, a middleware, a review model) is loaded *by the
+  real catalog* through its plug-in settings (services/catalog/core/plugins.py) and driven by
+  the lab's own Locust load, or by requests sent with a real token; what counts is read from
+  the service: its per-request `X-DB-Queries` (SQL statements counted at the DB-API cursor, raw
+  SQL included), its status codes and bodies (compared with the reference on every key, after a
+  write and after a change behind the service's back), what it stored, its output and log lines;
 - a client (retries, breaker, timeout) runs against a server that fails on purpose and counts
   every attempt and the gaps between them (`misbehaving.py`);
-- a model, a token check or a rate limiter gets hostile inputs and a clock it cannot outrun.
+- a token check or a rate limiter gets hostile inputs and a clock it cannot outrun.
 
 Each check prints what it measured and one `perflab-check: {json}` line (the grader's record),
 then raises `CheckFailed` with a sentence saying what to look at, or returns a `CheckResult`.
@@ -150,11 +150,18 @@ class _Catalog:
     def get(self, path: str, **kw: Any) -> Any:
         """One GET on a kept-alive connection (a new client per request costs more than the
         request on a busy machine, and the cache check's reads must fit in its TTL)."""
+        return self._http().get(path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Any:
+        """One POST on the same kept-alive connection."""
+        return self._http().post(path, **kw)
+
+    def _http(self) -> Any:
         import httpx
 
         if self.client is None:
             self.client = httpx.Client(base_url=self.svc.url, timeout=30, trust_env=False)
-        return self.client.get(path, **kw)
+        return self.client
 
     def editor(self) -> dict[str, str]:
         from perflab import auth
@@ -194,6 +201,7 @@ def _catalog(database_url: str, label: str, **settings: object) -> Iterator[_Cat
             out = folder / "logs" / f"{label}.out"
             tail = out.read_text(errors="replace")[-1500:] if out.exists() else ""
             lines = [ln for ln in tail.splitlines() if "Error" in ln or "error" in ln]
+            lines += [ln for ln in tail.splitlines() if "plug-in" in ln]  # the service's sentence
             raise CheckFailed(
                 "the service did not start with your code: "
                 + (lines[-1] if lines else str(exc).splitlines()[0])
@@ -266,68 +274,221 @@ def _queries(samples: pd.DataFrame) -> Any:
 
 # --- 07 validation ----------------------------------------------------------------------------
 
-GOOD_REVIEWS: list[dict[str, object]] = [
-    {"rating": 5, "text": "Works as described.", "author": "ana"},
-    {"rating": 1, "text": "x" * 2000, "author": "b" * 80},
-    {"rating": 3, "text": "  padded text  ", "author": "  ana  "},
+# Hostile review bodies: each one a valid review of this run (`review_bodies`) with one thing
+# wrong, so nothing but the thing under attack tells it from a good one. A value of `_GONE`
+# removes the field; `_Raw` values are written into the JSON as they are (NaN, Infinity, 1e400:
+# not JSON a library writes, but Python's json, which FastAPI reads bodies with, reads them).
+_GONE = object()
+
+
+class _Raw(str):
+    """A value written into the body's JSON text as it is."""
+
+
+_ATTACKS: list[tuple[str, dict[str, object]]] = [
+    ("no rating", {"rating": _GONE}),
+    ("no text", {"text": _GONE}),
+    ("no author", {"author": _GONE}),
+    ("rating 0", {"rating": 0}),
+    ("rating 6", {"rating": 6}),
+    ("rating -1", {"rating": -1}),
+    ("rating 10**30", {"rating": 10**30}),
+    ('rating "5"', {"rating": "5"}),
+    ('rating "five"', {"rating": "five"}),
+    ("rating SQL", {"rating": "5; DROP TABLE reviews"}),
+    ("rating 4.0", {"rating": 4.0}),
+    ("rating 4.5", {"rating": 4.5}),
+    ("rating true", {"rating": True}),
+    ("rating null", {"rating": None}),
+    ("rating [5]", {"rating": [5]}),
+    ("rating object", {"rating": {"$gt": 0}}),
+    ("rating NaN", {"rating": _Raw("NaN")}),
+    ("rating Infinity", {"rating": _Raw("Infinity")}),
+    ("rating -Infinity", {"rating": _Raw("-Infinity")}),
+    ("rating 1e400", {"rating": _Raw("1e400")}),
+    ("text empty", {"text": ""}),
+    ("text blank", {"text": " \t\n "}),
+    ("text 2001 chars", {"text": "x" * 2001}),
+    ("text 2001 chars and spaces", {"text": "  " + "y" * 2001 + "  "}),
+    ("text a number", {"text": 12345}),
+    ("text a list", {"text": ["not", "a", "string"]}),
+    ("text nested", {"text": {"a": [[{"b": None}]]}}),
+    ("text null", {"text": None}),
+    ("text lone surrogate", {"text": "fine until \ud800"}),
+    ("author blank", {"author": "   "}),
+    ("author 81 chars", {"author": "e" * 81}),
+    ("author a number", {"author": 7}),
+    ("author lone surrogate", {"author": "ev\udfffe"}),
+    ("extra is_admin", {"is_admin": True}),
+    ("extra product_id", {"product_id": 2}),
 ]
-BAD_REVIEWS: list[dict[str, object]] = [
-    {},
-    {"text": "no rating", "author": "eve"},
-    {"rating": 0, "text": "too low", "author": "eve"},
-    {"rating": 6, "text": "too high", "author": "eve"},
-    {"rating": -1, "text": "negative", "author": "eve"},
-    {"rating": 10**30, "text": "huge", "author": "eve"},
-    {"rating": "5", "text": "a number in a string", "author": "eve"},
-    {"rating": "5; DROP TABLE reviews", "text": "sql in a number", "author": "eve"},
-    {"rating": 4.0, "text": "a float that looks whole", "author": "eve"},
-    {"rating": 4.5, "text": "half a star", "author": "eve"},
-    {"rating": True, "text": "a boolean", "author": "eve"},
-    {"rating": None, "text": "null rating", "author": "eve"},
-    {"rating": [5], "text": "a list", "author": "eve"},
-    {"rating": 3, "text": "", "author": "eve"},
-    {"rating": 3, "text": "   ", "author": "eve"},
-    {"rating": 3, "text": "x" * 2001, "author": "eve"},
-    {"rating": 3, "text": 12345, "author": "eve"},
-    {"rating": 3, "text": ["not", "a", "string"], "author": "eve"},
-    {"rating": 3, "text": "ok", "author": "   "},
-    {"rating": 3, "text": "ok", "author": "e" * 81},
-    {"rating": 3, "text": "ok"},
-    {"rating": 3, "text": "ok", "author": "eve", "is_admin": True},
-    {"rating": 3, "text": "ok", "author": "eve", "product_id": 2},
+_NOT_A_REVIEW: list[tuple[str, bytes]] = [
+    ("no field at all", b"{}"),
+    ("a list, not an object", b"[{}]"),
+    ("a string, not an object", b'"rating=3&text=ok&author=eve"'),
+    ("null body", b"null"),
+    ("200 lists deep", b"[" * 200 + b"]" * 200),
+    ("not JSON", b'{"rating": 3, "text": "ok", "author": '),
+    ("empty body", b""),
 ]
+REVIEWS_ROUTE = "/products/{product_id}/reviews"
 
 
-def check_review_model(model: Any) -> CheckResult:
-    """07_input_validation: a pydantic model for a review that accepts every good one (whitespace
-    stripped) and rejects every bad one: wrong types (no silent "5" -> 5), out-of-range values,
-    blank or oversized text, unknown fields."""
-    from pydantic import ValidationError
+def _body(review: dict[str, object], attack: dict[str, object]) -> bytes:
+    """`review` with `attack` applied, as JSON bytes (lone surrogates escaped, as JSON allows)."""
+    body = {k: v for k, v in {**review, **attack}.items() if v is not _GONE}
+    text = json.dumps({k: f"@raw@{k}" if isinstance(v, _Raw) else v for k, v in body.items()})
+    for k, v in body.items():
+        if isinstance(v, _Raw):
+            text = text.replace(json.dumps(f"@raw@{k}"), v)
+    return text.encode()
 
-    with _checking("review model") as check:
-        accepted = []
-        for payload in BAD_REVIEWS:
-            try:
-                model.model_validate(payload)
-                accepted.append(_short(payload))
-            except ValidationError:
-                pass
-        check.measure(bad_payloads=len(BAD_REVIEWS), rejected=len(BAD_REVIEWS) - len(accepted))
-        check.require(not accepted, f"these bad reviews were accepted: {accepted[:4]}")
-        for payload in GOOD_REVIEWS:
-            try:
-                out = model.model_validate(payload)
-            except ValidationError as exc:
-                check.require(False, f"a good review was rejected: {_short(payload)}: {exc}")
-            data = out.model_dump()
+
+def review_bodies(
+    seed: int | None = None,
+) -> tuple[list[dict[str, object]], list[tuple[str, bytes]]]:
+    """(good reviews, hostile bodies as (name, JSON bytes)), different on every run: a model that
+    knows the check's bodies learns nothing. The good ones: every star, the shortest and longest
+    text and author, whitespace to strip, non-ASCII text."""
+    import random
+
+    rnd = random.Random(seed)
+
+    def word() -> str:
+        return "".join(rnd.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rnd.randint(3, 9)))
+
+    def review(rating: int | None = None) -> dict[str, object]:
+        rating = rating or rnd.randint(1, 5)
+        return {"rating": rating, "text": f"{word()} {word()} {word()}.", "author": word()}
+
+    good = [review(stars) for stars in rnd.sample(range(1, 6), 5)]
+    good += [
+        {"rating": rnd.randint(1, 5), "text": word()[0], "author": word()[0]},
+        {"rating": rnd.randint(1, 5), "text": "x" * 1999 + word()[0], "author": word()[0] * 80},
+        {"rating": rnd.randint(1, 5), "text": f"  {word()} \n", "author": f"\t{word()}  "},
+        {"rating": rnd.randint(1, 5), "text": f"Très bien, {word()} ✓", "author": "Zoë"},
+    ]
+    hostile = [(name, _body(review(), attack)) for name, attack in _ATTACKS] + _NOT_A_REVIEW
+    return good, hostile
+
+
+def check_review_model(spec: str, database_url: str) -> CheckResult:
+    """07_input_validation: a pydantic model (`file.py:Name`) that the catalog runs as the body of
+    `POST /products/{id}/reviews` (its `review_model_plugin`). Posted with an editor's token, so
+    every answer is validation's: each hostile body gets a 422 JSON answer (never a 201, never a
+    500) and is not stored, its log line says 422; each good review gets a 201 and reads back
+    through the API as sent, text and author stripped."""
+    with (
+        _checking("review model") as check,
+        _catalog(database_url, "check-validation", review_model_plugin=plugin_spec(spec)) as cat,
+    ):
+        good, hostile = review_bodies()
+        headers = {**cat.editor(), "Content-Type": "application/json"}
+        hostile_pid, good_pid = _ids(cat.database_url, "product")[:2]
+        stored_before = _review_count(cat, hostile_pid, check)
+        wrong: dict[str, list[str]] = {"accepted": [], "crashed": [], "other": []}
+        request_ids: dict[str, str] = {}  # the 422s: request id -> attack
+        for name, body in hostile:
+            r = cat.post(f"/products/{hostile_pid}/reviews", content=body, headers=headers)
             check.require(
-                data.get("rating") == payload["rating"]
-                and data.get("text") == str(payload["text"]).strip()
-                and data.get("author") == str(payload["author"]).strip(),
-                f"a good review came out changed: {_short(payload)} -> {_short(data)} "
-                "(text and author are stripped, nothing else changes)",
+                r.status_code not in (401, 403, 413, 429),
+                f"the service refused the check's own request ({r.status_code}: {r.text[:120]})",
             )
+            is_json = r.headers.get("content-type", "").startswith("application/json")
+            if r.status_code == 422 and is_json and "detail" in r.json():
+                request_ids[r.headers.get("x-request-id", "")] = name
+            elif r.status_code < 300:
+                wrong["accepted"].append(f"{name} ({r.status_code})")
+            elif r.status_code >= 500:
+                wrong["crashed"].append(f"{name} ({r.status_code})")
+            else:
+                wrong["other"].append(f"{name} ({r.status_code}, {r.text[:60]!r})")
+        check.measure(
+            hostile_bodies=len(hostile),
+            answered_422=len(request_ids),
+            accepted=len(wrong["accepted"]),
+            crashed_5xx=len(wrong["crashed"]),
+        )
+        check.require(
+            not wrong["accepted"],
+            f"{len(wrong['accepted'])} hostile bodies were accepted, e.g. "
+            f'{wrong["accepted"][:4]}: strict types (no "5" -> 5, no 4.0, no true), bounds on '
+            "every field, no unknown fields",
+        )
+        check.require(
+            not wrong["crashed"],
+            f"{len(wrong['crashed'])} hostile bodies crashed the service (5xx), e.g. "
+            f"{wrong['crashed'][:4]}: your model let them through to the database",
+        )
+        check.require(not wrong["other"], f"hostile bodies not answered 422: {wrong['other'][:3]}")
+        stored = _review_count(cat, hostile_pid, check) - stored_before
+        check.measure(stored_hostile=stored)
+        check.require(stored == 0, f"{stored} hostile reviews were stored")
+        stored_right = 0
+        for payload in good:
+            r = cat.post(f"/products/{good_pid}/reviews", json=payload, headers=cat.editor())
+            check.require(
+                r.status_code == 201,
+                f"a good review was refused ({r.status_code}): {_short(payload)}: {r.text[:200]}",
+            )
+            want = {
+                "rating": payload["rating"],
+                "text": str(payload["text"]).strip(),
+                "author": str(payload["author"]).strip(),
+            }
+            review_id = r.json().get("id")
+            latest = cat.get(f"/products/{good_pid}").json().get("latest_reviews", [])
+            back = next((x for x in latest if x.get("id") == review_id), None)
+            got = {k: back.get(k) for k in want} if back else None
+            check.require(
+                got == want,
+                f"a good review was stored as {_short(got)}, sent {_short(payload)} (text and "
+                "author are stripped of surrounding whitespace; nothing else changes)",
+            )
+            stored_right += 1
+        check.measure(good_bodies=len(good), stored_as_sent=stored_right)
+        lines = _log_lines_of(cat.svc.log_file, set(request_ids))
+        unlogged = [name for rid, name in request_ids.items() if rid not in lines]
+        mislogged = [
+            name
+            for rid, name in request_ids.items()
+            if rid in lines
+            and (lines[rid].get("status") != 422 or lines[rid].get("route") != REVIEWS_ROUTE)
+        ]
+        check.measure(log_lines_422=len(request_ids) - len(unlogged) - len(mislogged))
+        check.require(
+            not unlogged and not mislogged,
+            f"the service's log does not show these 422s: {(unlogged + mislogged)[:4]}",
+        )
         return check.passed()
+
+
+def _review_count(cat: _Catalog, pid: int, check: _Check) -> int:
+    """How many reviews product `pid` has, as the service says."""
+    r = cat.get(f"/products/{pid}")
+    check.require(r.status_code == 200, f"product {pid} answered {r.status_code}: {r.text[:200]}")
+    return int(r.json()["reviews"]["count"])
+
+
+def _log_lines_of(path: Path, request_ids: set[str], timeout: float = 30) -> dict[str, dict]:
+    """The service's log line of each request id, waiting (the line is written just after the
+    answer is sent) until all are there or `timeout` s have passed."""
+    found: dict[str, dict] = {}
+    deadline = time.monotonic() + timeout
+    while True:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        for raw in text.splitlines():
+            with contextlib.suppress(ValueError):
+                line = json.loads(raw)
+                if (
+                    isinstance(line, dict)
+                    and line.get("event") == "request"
+                    and line.get("request_id") in request_ids
+                ):
+                    found[line["request_id"]] = line
+        if set(found) >= request_ids or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
 
 
 def _short(payload: object) -> str:

@@ -68,10 +68,11 @@ def settings_env(settings: type[BaseSettings]) -> dict[str, str]:
 
 
 def locust_env_names() -> set[str]:
-    """Locust's own environment variables, from its argument parser (in a subprocess: importing
-    locust monkey-patches the interpreter with gevent)."""
+    """Locust's own environment variables and the recorder plugin's (`LOCUST_PERFLAB_SAMPLES`),
+    from its argument parser (in a subprocess: importing locust monkey-patches the interpreter
+    with gevent)."""
     code = (
-        "import json; from locust.argument_parser import get_parser; "
+        "import json, perflab.locust_plugin; from locust.argument_parser import get_parser; "
         "print(json.dumps(sorted({a.env_var for a in get_parser()._actions "
         "if getattr(a, 'env_var', None)})))"
     )
@@ -267,11 +268,18 @@ def test_the_roles_run_modules_and_files_that_exist():
         if "-f" in argv:
             locustfile = Path(argv[argv.index("-f") + 1])
             assert locustfile.is_file() and locustfile.is_relative_to(ROOT), locustfile
-    worker = entrypoint.locust_worker_argv(["--master", "10.0.0.5:6000", "--loglevel", "INFO"])
-    assert worker[-6:] == ["--master-host", "10.0.0.5", "--master-port", "6000", *worker[-2:]]
-    assert worker[-2:] == ["--loglevel", "INFO"]
+    from perflab.cli import build_parser
+
+    # the worker role is `perflab worker`: later arguments win, a master without port gets 5557
+    worker = entrypoint.locust_worker_argv(["--master", "10.0.0.5:6000", "--wait", "30"])
+    args = build_parser().parse_args(worker[3:])
+    assert (args.command, args.master, args.wait) == ("worker", "10.0.0.5:6000", 30)
+    worker = entrypoint.locust_worker_argv(["--master=locust-master"])
+    assert build_parser().parse_args(worker[3:]).master == "locust-master:5557"
     with pytest.raises(SystemExit, match="needs --master"):
         entrypoint.locust_worker_argv([])
+    with pytest.raises(SystemExit, match="HOST:PORT"):
+        entrypoint.locust_worker_argv(["--master", "host:port"])
 
 
 def test_several_workers_in_one_container_share_their_metrics():
@@ -361,7 +369,7 @@ def test_compose_limits_health_and_wiring():
     # the gateway talks to the catalog, the workers to the master, by service name
     assert services["gateway"]["environment"]["GATEWAY_CATALOG_URL"] == "http://catalog:8000"
     worker = services["locust-worker"]["command"]
-    assert worker[worker.index("--master") + 1] in services
+    assert worker[worker.index("--master") + 1].split(":")[0] in services
 
 
 def test_kubernetes_wiring_probes_and_resources():
@@ -430,3 +438,103 @@ def test_kustomize_renders_the_manifests():
     assert all(
         d["metadata"].get("namespace") == "perflab" for d in rendered if d["kind"] != "Namespace"
     )
+
+
+# --- every sample kept: the master writes them into a volume, the workers send them -----------
+SAMPLES_ENV = "LOCUST_PERFLAB_SAMPLES"  # the recorder plugin's --perflab-samples, from the env
+
+
+def test_the_samples_variable_is_the_one_the_recorder_plugin_reads():
+    assert SAMPLES_ENV in locust_env_names()
+    text = (ROOT / "perflab" / "locust_plugin.py").read_text()
+    assert f'SAMPLES_ENV = "{SAMPLES_ENV}"' in text and "env_var=SAMPLES_ENV" in text
+
+
+def _worker_command(argv: list[str]) -> tuple[str, int]:
+    """The master a container's `locust-worker` role connects to, read the way `perflab worker`
+    reads it, after checking that the role runs `perflab worker` (which sends every sample)."""
+    from perflab.cli import build_parser, cmd_worker
+    from perflab.loadgen import split_host_port
+
+    assert argv[0] == "locust-worker", argv
+    command = entrypoint.locust_worker_argv(argv[1:])
+    assert command[1:4] == ["-m", "perflab.cli", "worker"], command
+    args = build_parser().parse_args(command[3:])
+    assert args.fn is cmd_worker
+    assert Path(args.locustfile) == entrypoint.LOCUSTFILE  # the master's own locustfile
+    return split_host_port(args.master)
+
+
+def _image_owned_dirs() -> set[str]:
+    """Folders the final image creates owned by its (non-root) user."""
+    steps = dockerfile()
+    final = steps[max(i for i, (w, _) in enumerate(steps) if w == "FROM") :]
+    owned: set[str] = set()
+    for word, rest in final:
+        for cmd in rest.split("&&") if word == "RUN" else []:
+            parts = cmd.split()
+            if parts[:2] == ["install", "-d"] and "-o" in parts:
+                owned |= {p for p in parts if p.startswith("/")}
+    return owned
+
+
+def test_compose_keeps_every_sample_in_a_volume_and_runs_perflab_workers():
+    spec = compose()
+    services = spec["services"]
+    masters = [n for n, s in services.items() if ours(s.get("image")) and
+               s["command"][0] == "locust-master"]  # fmt: skip
+    assert masters == ["locust-master"]
+    master = services["locust-master"]
+    samples = Path(master["environment"][SAMPLES_ENV])
+    mounts = dict(reversed(v.split(":")[:2]) for v in master.get("volumes", []))
+    folder = str(samples.parent)
+    assert folder in mounts, f"{samples} is not in a volume: it would die with the container"
+    assert mounts[folder] in (spec.get("volumes") or {}), "a named volume, not a bind mount"
+    # a new named volume takes the owner of the image's folder: the image's user must own it,
+    # or a master that runs as that user (read-only root) cannot write a single sample
+    assert folder in _image_owned_dirs()
+    workers = [(n, s) for n, s in services.items() if ours(s.get("image")) and
+               s["command"][0] == "locust-worker"]  # fmt: skip
+    assert workers
+    for name, worker in workers:
+        host, port = _worker_command(worker["command"])
+        assert host in masters and port == entrypoint.LOCUST_MASTER_PORT, name
+        assert SAMPLES_ENV not in (worker.get("environment") or {}), "a worker keeps no file"
+
+
+def test_kubernetes_keeps_every_sample_in_a_claim_and_runs_perflab_workers():
+    docs = manifests()
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    claims = {d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"}
+    master = deployments["locust-master"]
+    pod = master["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][0] == "locust-master"
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    samples = Path(env[SAMPLES_ENV])
+    mount = next(
+        (m for m in container["volumeMounts"] if m["mountPath"] == str(samples.parent)), None
+    )
+    assert mount is not None, f"{samples} is not in a volume: it would die with the pod"
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert "persistentVolumeClaim" in volume, "an emptyDir dies with the pod"
+    assert volume["persistentVolumeClaim"]["claimName"] in claims
+    # the volume is writable by the image's user, and one master pod at a time holds it
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]
+    assert master["spec"]["replicas"] == 1
+    assert master["spec"]["strategy"]["type"] == "Recreate"
+    # the workers reach the master through its Service, on the port it listens to them on
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    worker = deployments["locust-worker"]["spec"]["template"]["spec"]["containers"][0]
+    host, port = _worker_command(worker["args"])
+    svc = services[host]
+    labels = master["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"].items() <= labels.items()
+    (listen,) = [p for p in svc["spec"]["ports"] if p["port"] == port]
+    named = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert named[listen["targetPort"]] == entrypoint.LOCUST_MASTER_PORT
+    assert SAMPLES_ENV not in {e["name"] for e in worker.get("env", [])}
+    for ref in worker.get("envFrom", []):  # nor through the ConfigMap both share
+        config = next(d for d in docs if d["kind"] == "ConfigMap" and
+                      d["metadata"]["name"] == ref["configMapRef"]["name"])  # fmt: skip
+        assert SAMPLES_ENV not in config.get("data", {})

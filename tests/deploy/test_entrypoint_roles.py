@@ -1,6 +1,7 @@
 """The image's roles, run for real without a container engine: the same entrypoint and commands
 a container runs, on loopback, against the test database. The dataset job, the catalog and the
-gateway behind it, then a Locust master with one worker that loads the gateway."""
+gateway behind it, then a Locust master with one worker (`perflab worker`) that loads the
+gateway, every sample written by the master where LOCUST_PERFLAB_SAMPLES says."""
 
 from __future__ import annotations
 
@@ -110,16 +111,20 @@ def test_the_roles_serve_and_load_like_the_containers(database_url, tmp_path):
                 str(master_port),
                 "--csv",
                 str(tmp_path / "stats"),
+                "--only-summary",
             ],
-            env=load,
+            # as in compose and k8s/: the master writes every sample its worker sends
+            env={**load, "LOCUST_PERFLAB_SAMPLES": str(tmp_path / "samples" / "samples.csv")},
             output=tmp_path / "master.out",
         )
         started.append(master)
-        worker = spawn(
+        (tmp_path / "worker").mkdir()
+        worker = spawn(  # `perflab worker`, in a folder of its own: it shares no file
             "locust-worker",
             [*ENTRYPOINT, "locust-worker", "--master", f"127.0.0.1:{master_port}"],
             env=load,
             output=tmp_path / "worker.out",
+            cwd=tmp_path / "worker",
         )
         started.append(worker)
         code = master.popen.wait(timeout=120)
@@ -131,6 +136,17 @@ def test_the_roles_serve_and_load_like_the_containers(database_url, tmp_path):
         assert int(total["Request Count"]) > 0 and int(total["Failure Count"]) == 0, total
         # the locustfile read LOCUST_MIX: it sent the caching mix, not its /healthz fallback
         assert set(rows) == {"GET /products/{id}", "Aggregated"}, set(rows)
+        # every request the worker made reached the master's samples file, and only there
+        with (tmp_path / "samples" / "samples.csv").open() as f:
+            samples = list(csv.DictReader(f))
+        # Locust's final count: the table it prints when it stops (its CSV is rewritten once a
+        # second and may miss the last requests)
+        final = next(ln for ln in log.splitlines() if ln.split()[:1] == ["Aggregated"])
+        assert len(samples) == int(final.split()[1]) >= int(total["Request Count"]), final
+        assert {s["endpoint"] for s in samples} == {"GET /products/{id}"}
+        assert not any((tmp_path / "worker").iterdir())
+        worker.popen.wait(timeout=60)  # it leaves with its master
+        assert "Locust worker for the master" in (tmp_path / "worker.out").read_text()
     finally:
         for proc in reversed(started):
             proc.stop()

@@ -162,6 +162,9 @@ def test_finds_the_capacity_of_a_server_that_serves_n_per_second(n_per_second_se
     assert (run_dir / "capacity.png").stat().st_size > 0
     assert len(list((run_dir / "raw").glob("samples-target-*rps*.csv"))) == len(steps)
     assert capacity.SLO(**doc["slo"]) == SLO(95, 250, 0.01)
+    # a server the lab did not start: the run's manifest says so
+    target = json.loads((run_dir / "manifest.json").read_text())["target"]
+    assert target["external"] is True and target["url"] == n_per_second_server
 
 
 def test_bad_capacity_input_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:

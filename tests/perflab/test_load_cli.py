@@ -133,4 +133,8 @@ def test_load_on_a_service_scrapes_its_metrics(start_catalog) -> None:
     path = saved_run(r.stdout)
     metrics = pd.read_csv(path / "metrics.csv")
     assert {"http_requests_total", "process_resident_memory_bytes"} <= set(metrics["metric"])
+    # the lab did not start what `load` loads: the manifest says so, and what it scraped there
+    target = json.loads((path / "manifest.json").read_text())["target"]
+    assert target["external"] is True and target["url"] == svc.url
+    assert target["metrics"] == "scraped through the URL"
     assert (path / "plots" / "load-metrics.png").is_file()

@@ -26,7 +26,9 @@ def test_a_run_saves_promql_results_for_every_service(database_url: str, tmp_roo
     exp = experiments.get("caching").with_variants(["none", "memory"])
     # Through the gateway: two services per variant, both scraped.
     exp.service = "gateway"
-    prof = LoadProfile(model="closed", users=2, duration=4, warmup=0.5)
+    # Long enough for several 1 s scrapes per variant; the runner also waits for one scrape of
+    # each service before the load and one after it (a starved machine delays scrapes).
+    prof = LoadProfile(model="closed", users=2, duration=6, warmup=0.5)
     with Lab(size="tiny", database_url=database_url, log_dir=tmp_root / "logs") as lab:
         run = run_experiments([exp], lab=lab, profile=prof, progress=False, echo=False)
     assert run.manifest["prometheus"] == {"data": "prometheus/data", "queries": "promql.csv"}
@@ -58,9 +60,24 @@ def test_prometheus_follows_services_as_they_come_and_go(start_catalog, tmp_path
                 break
             time.sleep(0.5)
         assert not got.empty, "no http_requests_total scraped from the service"
+        # A scrape that began after this moment, finished and healthy, is waited for.
+        assert prom.wait_scraped([svc.url], after=time.time(), timeout=60)
+        assert not prom.wait_scraped(["http://127.0.0.1:9/"], after=time.time(), timeout=1)
         assert set(got["variant"]) == {"y"}
         with pytest.raises(LabError, match="PromQL"):
             prom.query("sum(")
         prom.remove(svc.url)
         assert prom.targets_file.read_text().strip() == "[]"
     assert prom.proc is None
+
+
+@pytest.mark.parametrize(
+    ("text", "unix"),
+    [
+        ("2026-11-29T21:40:44.123456789Z", 1795988444.123456789),
+        ("2026-11-29T22:40:44+01:00", 1795988444.0),
+        ("2026-11-29T21:40:44.5-00:00", 1795988444.5),
+    ],
+)
+def test_prometheus_times_are_read_to_the_nanosecond_fraction(text: str, unix: float) -> None:
+    assert prometheus._unix(text) == pytest.approx(unix, abs=1e-6)

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     repository_plugin: str | None = None  # a Repository class, built with no arguments
     cache_plugin: str | None = None  # a Cache class, built as Name(ttl=..., max_entries=...)
     middleware_plugin: str | None = None  # a pure ASGI middleware class, built as Name(app)
+    review_model_plugin: str | None = None  # a pydantic model: POST /products/{id}/reviews' body
 
     # --- security (services/catalog/core/security.py, ratelimit.py, limits.py) ---------------
     # Reviews need an `editor` token when on; off lets an experiment measure writes without

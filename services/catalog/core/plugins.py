@@ -2,15 +2,17 @@
 
 Why: an exercise is only measured honestly when the student's code runs inside the real service
 under real load, not a copy of the service's logic in a notebook. So the catalog can load its
-repository, its cache or one extra ASGI middleware from a *spec*:
+repository, its cache, one extra ASGI middleware or the review model (the body of
+`POST /products/{id}/reviews`, a pydantic model) from a *spec*:
 
 - `"path/to/file.py:Name"`: a file (absolute, or relative to the service's working directory),
   as a notebook's `%%writefile my_cache.py` cell makes one;
 - `"package.module:Name"`: an importable module.
 
-Settings `repository_plugin`, `cache_plugin`, `middleware_plugin` (`CATALOG_*_PLUGIN`) name
-them; `main.create_app` builds them where it would build its own. A spec that cannot be loaded
-stops the service at start with a sentence naming it, never a half-working service.
+Settings `repository_plugin`, `cache_plugin`, `middleware_plugin`, `review_model_plugin`
+(`CATALOG_*_PLUGIN`) name them; `main.create_app` builds them where it would build its own. A
+spec that cannot be loaded stops the service at start with one sentence naming it (no
+traceback), never a half-working service.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel
 
 
 class PluginError(RuntimeError):
@@ -53,3 +57,19 @@ def load(spec: str) -> Any:
         return getattr(module, name)
     except AttributeError:
         raise PluginError(f"plug-in {spec!r}: {target} has no {name!r}") from None
+
+
+def load_model(spec: str) -> type[BaseModel]:
+    """The pydantic model class `spec` names (a request body's type)."""
+    obj = load(spec)
+    if not (isinstance(obj, type) and issubclass(obj, BaseModel)):
+        what = (
+            f"the class {obj.__name__}"
+            if isinstance(obj, type)
+            else f"an object of type {type(obj).__name__}"
+        )
+        raise PluginError(
+            f"plug-in {spec!r} is {what}, not a pydantic model (a class derived from "
+            "pydantic.BaseModel)"
+        )
+    return obj

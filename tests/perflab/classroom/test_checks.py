@@ -432,19 +432,66 @@ def test_single_flight_gamed_fails(database_url, tmp_path, case, says):
 
 
 # --- 07 validation ----------------------------------------------------------------------------
+# The student's model runs in the real catalog as the review body; the check posts with a real
+# editor token, so every answer below is the model's (through the service), not a 401.
 
-MODEL_LAX = """
-from pydantic import BaseModel, ConfigDict, Field
-
-class ReviewIn(BaseModel):  # bounds right, but "5", 4.0 and True become numbers
+MODEL_HEAD = """
+from typing import Any
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+"""
+MODEL_LAX = (  # bounds right, but "5", 4.0 and True become numbers
+    MODEL_HEAD
+    + """
+class ReviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     rating: int = Field(ge=1, le=5)
     text: str = Field(min_length=1, max_length=2000)
     author: str = Field(min_length=1, max_length=80)
 """
-MODEL_REJECT_ALL = """
-from pydantic import BaseModel, field_validator
-
+)
+MODEL_ANYTHING = (  # takes any body at all: the service stores what it can, or fails
+    MODEL_HEAD
+    + """
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    rating: Any = None
+    text: Any = None
+    author: Any = None
+"""
+)
+MODEL_NO_RATING_BOUNDS = (
+    MODEL_HEAD
+    + """
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    rating: StrictInt
+    text: StrictStr = Field(min_length=1, max_length=2000)
+    author: StrictStr = Field(min_length=1, max_length=80)
+"""
+)
+MODEL_NO_TEXT_LIMIT = (
+    MODEL_HEAD
+    + """
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    rating: StrictInt = Field(ge=1, le=5)
+    text: StrictStr = Field(min_length=1)
+    author: StrictStr = Field(min_length=1, max_length=80)
+"""
+)
+MODEL_EXTRA_ALLOWED = (
+    MODEL_HEAD
+    + """
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+    rating: StrictInt = Field(ge=1, le=5)
+    text: StrictStr = Field(min_length=1, max_length=2000)
+    author: StrictStr = Field(min_length=1, max_length=80)
+"""
+)
+MODEL_REJECT_ALL = (
+    MODEL_HEAD
+    + """
 class ReviewIn(BaseModel):
     rating: int
     text: str
@@ -455,30 +502,92 @@ class ReviewIn(BaseModel):
     def never(cls, v):
         raise ValueError("no")
 """
-MODEL_NO_STRIP = (
-    MODEL_LAX.replace(", str_strip_whitespace=True", "")
-    .replace("rating: int", "rating: StrictInt")
-    .replace("import BaseModel,", "import StrictInt, BaseModel,")
 )
+MODEL_RAISES = (  # refuses with an exception pydantic does not turn into an error: a 500
+    MODEL_HEAD
+    + """
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    rating: Any
+    text: StrictStr = Field(min_length=1, max_length=2000)
+    author: StrictStr = Field(min_length=1, max_length=80)
+
+    @field_validator("rating")
+    @classmethod
+    def whole(cls, v):
+        if type(v) is not int or not 1 <= v <= 5:
+            raise RuntimeError("bad rating")
+        return v
+"""
+)
+MODEL_NO_STRIP = MODEL_LAX.replace(", str_strip_whitespace=True", "").replace(
+    "rating: int", "rating: StrictInt"
+)
+NOT_A_MODEL = "ReviewIn = dict\n"
 
 
-def test_review_model():
-    result = checks.check_review_model(
-        defined(answer_cell("07_input_validation", True), "ReviewIn")
+@pytest.mark.slow
+def test_review_model_solution_passes(database_url, tmp_path):
+    solved = plugin(answer_cell("07_input_validation", True), tmp_path, "ReviewIn")
+    result = checks.check_review_model(solved, database_url)
+    m = result.measured
+    assert m["answered_422"] == m["hostile_bodies"] == m["log_lines_422"] >= 40
+    assert m["stored_as_sent"] == m["good_bodies"] > 0 and m["stored_hostile"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "case, says",
+    [
+        ("start", 'rating "5"'),
+        (MODEL_LAX, "were accepted"),
+        (MODEL_ANYTHING, "were accepted"),
+        (MODEL_NO_RATING_BOUNDS, "rating 0"),
+        (MODEL_NO_TEXT_LIMIT, "text 2001 chars"),
+        (MODEL_EXTRA_ALLOWED, "extra is_admin"),
+        (MODEL_REJECT_ALL, "good review was refused"),
+        (MODEL_RAISES, "crashed the service"),
+        (MODEL_NO_STRIP, "text blank"),
+        (NOT_A_MODEL, "not a pydantic model"),
+        ("import no_such_module_here\n", "No module named"),
+    ],
+    ids=[
+        "starting-point",
+        "coerces-5-and-true",
+        "accepts-anything",
+        "no-bounds-on-rating",
+        "no-text-limit",
+        "extra-fields-allowed",
+        "rejects-everything",
+        "raises-instead-of-refusing",
+        "no-strip",
+        "not-a-model",
+        "does-not-import",
+    ],
+)
+def test_review_model_gamed_fails(database_url, tmp_path, case, says):
+    source = answer_cell("07_input_validation", False) if case == "start" else case
+    message = fails(
+        checks.check_review_model, plugin(source, tmp_path, "ReviewIn"), database_url, match=says
     )
-    assert result.measured["rejected"] == len(checks.BAD_REVIEWS)
-    fails(
-        checks.check_review_model,
-        defined(answer_cell("07_input_validation", False), "ReviewIn"),
-        match="accepted",
-    )
-    fails(checks.check_review_model, defined(MODEL_LAX, "ReviewIn"), match="accepted")
-    fails(
-        checks.check_review_model,
-        defined(MODEL_REJECT_ALL, "ReviewIn"),
-        match="good review was rejected",
-    )
-    fails(checks.check_review_model, defined(MODEL_NO_STRIP, "ReviewIn"), match="accepted")
+    assert "\n" not in message and "Traceback" not in message
+
+
+def test_review_bodies_change_every_run_and_attack_one_thing_each():
+    good_a, hostile_a = checks.review_bodies(1)
+    good_b, hostile_b = checks.review_bodies(2)
+    assert good_a != good_b and hostile_a != hostile_b
+    assert [n for n, _ in hostile_a] == [n for n, _ in hostile_b]
+    assert sorted(r["rating"] for r in good_a[:5]) == [1, 2, 3, 4, 5]
+    bodies = dict(hostile_a)
+    assert bodies["rating NaN"].count(b"NaN") == 1 and b"1e400" in bodies["rating 1e400"]
+    assert b"\\ud800" in bodies["text lone surrogate"]
+    assert json.loads(bodies['rating "5"'])["rating"] == "5"
+    assert set(json.loads(bodies["no rating"])) == {"text", "author"}
+    assert set(json.loads(bodies["extra is_admin"])) == {"rating", "text", "author", "is_admin"}
+    for folder in ("exercises", "solutions"):  # the notebook's numbers are the check's
+        text = (paths.NOTEBOOKS / folder / "07_input_validation.ipynb").read_text()
+        assert f"{len(hostile_a)} hostile bodies" in text and f"{len(good_a)} good reviews" in text
 
 
 # --- 07 role check ----------------------------------------------------------------------------

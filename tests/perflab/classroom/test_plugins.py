@@ -72,3 +72,79 @@ def test_a_bad_plugin_stops_the_service_with_a_sentence(start_catalog, spec, say
     with pytest.raises(LabError) as info:
         start_catalog(f"t-bad-plugin-{says.split()[0]}", cache_plugin=spec)
     assert says in str(info.value) or "plug-in" in str(info.value)
+
+
+THREE_STARS = """
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+
+class ThreeStars(BaseModel):  # stricter than the shipped model: at most 3 stars, short texts
+    model_config = ConfigDict(extra="forbid")
+    rating: StrictInt = Field(ge=1, le=3)
+    text: StrictStr = Field(min_length=1, max_length=20)
+    author: StrictStr = Field(min_length=1, max_length=20)
+
+
+NOT_A_MODEL = dict
+AN_INSTANCE = 42
+"""
+
+
+def test_the_catalog_validates_reviews_with_the_plugin_model(start_catalog, login, tmp_path):
+    path = tmp_path / "three_stars.py"
+    path.write_text(THREE_STARS)
+    svc = start_catalog("t-review-model", review_model_plugin=f"{path}:ThreeStars")
+    editor = login(svc, "editor")
+
+    def post(body: dict) -> httpx.Response:
+        return httpx.post(
+            svc.url + "/products/1/reviews", json=body, headers=editor, trust_env=False, timeout=30
+        )
+
+    refused = post({"rating": 4, "text": "four stars", "author": "ana"})  # fine for ours
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "rating"]
+    assert post({"rating": 2, "text": "x" * 21, "author": "ana"}).status_code == 422
+    assert post({"rating": "2", "text": "ok", "author": "ana"}).status_code == 422
+    ok = post({"rating": 2, "text": "two stars", "author": "ana"})
+    assert ok.status_code == 201, ok.text
+    page = httpx.get(svc.url + "/products/1", trust_env=False, timeout=30).json()
+    assert {"id": ok.json()["id"], "rating": 2, "text": "two stars"}.items() <= next(
+        r for r in page["latest_reviews"] if r["id"] == ok.json()["id"]
+    ).items()
+    schema = httpx.get(svc.url + "/openapi.json", trust_env=False, timeout=30).json()
+    assert "ThreeStars" in schema["components"]["schemas"]
+
+
+@pytest.mark.parametrize(
+    "name, says",
+    [
+        ("NOT_A_MODEL", "is the class dict, not a pydantic model"),
+        ("AN_INSTANCE", "is an object of type int, not a pydantic model"),
+        ("Missing", "has no 'Missing'"),
+    ],
+)
+def test_a_review_model_plugin_must_be_a_pydantic_model(tmp_path, name, says):
+    from perflab_services.catalog.core import plugins
+
+    path = tmp_path / "models.py"
+    path.write_text(THREE_STARS)
+    assert plugins.load_model(f"{path}:ThreeStars").__name__ == "ThreeStars"
+    with pytest.raises(plugins.PluginError, match=says) as info:
+        plugins.load_model(f"{path}:{name}")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "source, says",
+    [("NotAModel = dict\n", "not a pydantic model"), ("import nowhere_at_all\n", "No module")],
+    ids=["not-a-model", "import-error"],
+)
+def test_a_bad_review_model_stops_the_service_with_one_line(start_catalog, tmp_path, source, says):
+    path = tmp_path / f"bad_{says.split()[0].lower()}.py"
+    path.write_text(source)
+    with pytest.raises(LabError) as info:
+        start_catalog(f"t-bad-model-{says.split()[0]}", review_model_plugin=f"{path}:NotAModel")
+    message = str(info.value)
+    assert says in message and "Traceback" not in message, message
+    (said,) = [line for line in message.splitlines() if "plug-in" in line]
+    assert said.startswith("catalog: plug-in") and says in said
