@@ -8,16 +8,17 @@ The request line is written on every request, so it costs as little as a line ca
 
 - `JsonLogger`: a line is one dict (the bound fields, the call's own fields, `event`, `level`,
   `timestamp`, and the id of the request being served) serialised by orjson straight to bytes,
-  newline and RFC 3339 time included. No processor chain: structlog's (filtering bound logger,
-  three processors, orjson renderer) cost about twice as much per line.
+  newline and RFC 3339 time included. No processor chain: with structlog's (filtering bound
+  logger, three processors, orjson renderer) a line cost 7.7 µs of CPU in a loop, against 5.4
+  µs for this one written line by line and 2.8 µs batched.
 - `LineWriter`: lines are written in batches. A line joins a buffer, and a flusher thread writes
   the buffer with one `write` at most `FLUSH_SECONDS` after its first line (the services'
   `log_flush_seconds` setting; 0 writes each line at once), so a busy service makes one system
-  call per hundreds of lines instead of one each. Lines are never split, so workers appending
-  to one file never interleave inside a line. The buffer is also written when it passes
-  `MAX_BUFFERED_BYTES`, at the end of the services' lifespan (uvicorn's clean shutdown, on
-  SIGTERM as the lab stops a service) and at exit: a clean stop loses nothing; a `kill -9`
-  loses at most the last `FLUSH_SECONDS` of lines.
+  call per hundreds of lines instead of one each, and the event loop never waits on the disk.
+  Lines are never split, so workers appending to one file never interleave inside a line. The
+  buffer is also written when it passes `MAX_BUFFERED_BYTES`, at the end of the services'
+  lifespan (uvicorn's clean shutdown, on SIGTERM as the lab stops a service) and at exit: a
+  clean stop loses nothing; a `kill -9` loses at most the last `FLUSH_SECONDS` of lines.
 """
 
 from __future__ import annotations
