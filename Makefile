@@ -62,10 +62,21 @@ format: install
 
 # The web UI test drives Chromium and the Prometheus tests run prometheus: install them when we
 # can (root + apt), else those tests are skipped with the reason.
+# The notebooks run in a second pytest beside the rest (their output follows at the end): most of
+# a test's time is waiting on load of fixed length, so two at a time nearly halve the wall time,
+# and the suite must hold on a busy machine anyway. Each notebook uses the data folder and every
+# other test its own temporary one; no test looks for processes it did not start.
 test: lint
 	@.ci/install-browser
 	@.ci/install-prometheus
-	$(BIN)/python -m pytest
+	@log=$$(mktemp); \
+	$(BIN)/python -m pytest -m notebook -p no:cacheprovider >"$$log" 2>&1 & nb=$$!; \
+	trap 'kill -INT $$nb 2>/dev/null; wait $$nb; cat "$$log"; rm -f "$$log"; exit 130' INT TERM; \
+	$(BIN)/python -m pytest -m "not notebook"; rest=$$?; \
+	wait $$nb; nbrc=$$?; trap - INT TERM; \
+	echo "== the notebooks, run beside the tests above (exit code $$nbrc) =="; \
+	cat "$$log"; rm -f "$$log"; \
+	exit $$(( rest != 0 ? rest : nbrc ))
 
 # The inner loop: every test not marked slow (a test that starts a service or drives Locust is
 # marked slow: tests/speed_marks.py marks and guards it) and no notebook run. Under a minute.

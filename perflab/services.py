@@ -127,6 +127,9 @@ def start_service(
 ) -> ServiceHandle:
     """Start `service` with settings `env` (e.g. CATALOG_QUERIES=naive); wait for /healthz.
 
+    `env` comes from `perflab.lab.service_env`, which adds the lab's defaults (`LAB_DEFAULTS`:
+    rate limit off, every request traced); this adds only where the service's files go.
+
     With `workers` > 1 the service's Prometheus metrics go to a private folder
     (PROMETHEUS_MULTIPROC_DIR), so /metrics counts the requests of every worker; the folder is
     removed when the service stops.
@@ -152,9 +155,6 @@ def start_service(
     spans_file = log_dir / f"{label}.spans.jsonl"
     env = {
         f"{prefix}_SECRETS_DIR": str(paths.DATA),
-        # Every request traced, unless the caller says otherwise: runs join their spans to the
-        # samples (the `tracing` experiment measures what that costs).
-        f"{prefix}_TRACING": "always",
         **env,
         f"{prefix}_LOG_FILE": str(log_file),
         f"{prefix}_SPANS_FILE": str(spans_file),
@@ -162,9 +162,10 @@ def start_service(
     }
     metrics_dir: Path | None = None
     if profile is not None:
-        from perflab.profiling import service_env
+        from perflab.profiling import self_profile_env
 
-        env.update(service_env(profile))  # the in-process fallback, where py-spy cannot attach
+        # the in-process fallback, where py-spy cannot attach
+        env.update(self_profile_env(profile))
     if workers > 1:
         metrics_dir = Path(tempfile.mkdtemp(prefix=f"perflab-metrics-{label}-"))
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -42,6 +43,8 @@ def database_url(tmp_root: Path) -> str:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_root: Path) -> Iterator[str]:
+    """`REDIS_URL` (a server of the machine), else the lab's own redis-server: a `unix://` URL,
+    its socket in a private folder, with the server's password."""
     if os.environ.get("REDIS_URL"):
         yield os.environ["REDIS_URL"]
         return
@@ -82,18 +85,23 @@ def start_catalog(database_url: str, start_services) -> Callable[..., ServiceHan
 
 @pytest.fixture(scope="session")
 def login() -> Callable[..., dict[str, str]]:
-    """`login(svc, "editor")` -> Authorization headers; one real login per user per session.
+    """`login(svc, "editor")` -> Authorization headers; one real login per user, renewed
+    every 5 minutes.
 
-    Every test service shares the session's secrets folder, so one token works for all.
+    Every test service shares the session's secrets folder, so one token works for all. A token
+    lives 15 minutes (`jwt_ttl_seconds`) and a suite on a busy machine runs longer than that: a
+    token kept for the whole session expired mid-run ("token expired" in six tests).
     """
     from perflab import auth
 
-    cache: dict[str, dict[str, str]] = {}
+    renew_after = 300.0
+    cache: dict[str, tuple[float, dict[str, str]]] = {}
 
     def headers(svc: ServiceHandle, user: str = "editor") -> dict[str, str]:
-        if user not in cache:
-            cache[user] = auth.headers(svc, user)
-        return cache[user]
+        got = cache.get(user)
+        if got is None or time.monotonic() - got[0] > renew_after:
+            got = cache[user] = (time.monotonic(), auth.headers(svc, user))
+        return got[1]
 
     return headers
 

@@ -187,14 +187,14 @@ class _Catalog:
 
 @contextlib.contextmanager
 def _catalog(database_url: str, label: str, **settings: object) -> Iterator[_Catalog]:
+    from perflab.lab import service_env
     from perflab.services import start_service
     from perflab_services.catalog import datagen
 
     folder = Path(tempfile.mkdtemp(prefix=f"perflab-check-{label}-"))
     try:
         url = private_copy(database_url, folder)
-        env = {"CATALOG_DATABASE_URL": url, "CATALOG_RATE_LIMIT_ENABLED": "false"}
-        env.update({f"CATALOG_{k.upper()}": str(v) for k, v in settings.items()})
+        env = service_env("catalog", {"database_url": url, **settings})
         try:
             svc = start_service("catalog", env, folder / "logs", label=label)
         except LabError as exc:

@@ -74,6 +74,8 @@ def _build(settings: Settings) -> FastAPI:
         cache = make_cache(
             settings.cache,
             redis_url=settings.redis_url,
+            redis_timeout=settings.redis_timeout_seconds,
+            lock_wait=settings.cache_lock_wait_seconds,
             ttl=settings.cache_ttl_seconds,
             max_entries=settings.cache_max_entries,
             logger=logger,

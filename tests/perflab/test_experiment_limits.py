@@ -23,11 +23,16 @@ def test_service_env_is_the_one_place_a_variant_becomes_an_environment():
     env = service_env("catalog", {"queries": "naive", "log_enabled": False, "cache_ttl_seconds": 2})
     assert env == {
         "CATALOG_RATE_LIMIT_ENABLED": "false",
+        "CATALOG_TRACING": "always",
         "CATALOG_QUERIES": "naive",
         "CATALOG_LOG_ENABLED": "false",
         "CATALOG_CACHE_TTL_SECONDS": "2",
     }
-    assert service_env("gateway", {"retries": 0}) == {"GATEWAY_RETRIES": "0"}
+    assert service_env("gateway", {"retries": 0}) == {
+        "GATEWAY_TRACING": "always",
+        "GATEWAY_RETRIES": "0",
+    }
+    assert service_env("catalog", {"tracing": "off"})["CATALOG_TRACING"] == "off"
     assert service_env("fastapi-def", {}) == {}
 
 

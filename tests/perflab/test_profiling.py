@@ -19,7 +19,7 @@ import pytest
 
 from perflab import profiling
 from perflab.classroom.show import show_file, source_path
-from perflab.lab import Lab
+from perflab.lab import Lab, service_env
 from perflab.results import Run
 from perflab.services import start_service
 
@@ -137,8 +137,8 @@ def test_py_spy_profiles_a_catalog_under_load(start_catalog, tmp_path):
 def test_pyinstrument_in_the_service_when_py_spy_cannot_attach(
     database_url, tmp_root, tmp_path, monkeypatch
 ):
-    env = {"CATALOG_DATABASE_URL": database_url, "CATALOG_RATE_LIMIT_ENABLED": "false"}
-    env.update(profiling.service_env(tmp_path))
+    env = service_env("catalog", {"database_url": database_url})
+    env.update(profiling.self_profile_env(tmp_path))
     svc = start_service("catalog", env, tmp_root / "logs", label="t-profile-fallback")
     try:
         assert svc.proc is not None

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from perflab.lab import service_env
 from perflab.recorder import new_request_id, traceparent_for
 from perflab.services import start_service
 
@@ -44,8 +45,7 @@ def test_spans_go_to_an_otlp_http_collector(database_url: str, tmp_path: Path) -
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = {
-        "CATALOG_DATABASE_URL": database_url,
-        "CATALOG_RATE_LIMIT_ENABLED": "false",
+        **service_env("catalog", {"database_url": database_url}),
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
         "OTEL_BSP_SCHEDULE_DELAY": "200",
     }

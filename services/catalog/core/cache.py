@@ -14,7 +14,8 @@ bench/results/hotpath.md).
 On a miss only one caller loads (single-flight): the others wait for its value instead of
 stampeding the database. A Redis that fails or times out never fails a read: the cache opens a
 circuit for a second, answers from the database (`X-Cache: bypass`), logs and counts the error,
-and tries Redis again by itself afterwards.
+and tries Redis again by itself afterwards. How long "times out" is: `redis_timeout_seconds`
+(`redis_client`, which the rate limiter uses too).
 """
 
 from __future__ import annotations
@@ -53,6 +54,21 @@ class Cache(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def redis_client(url: str, timeout: float) -> redis.asyncio.Redis:
+    """The catalog's one way to reach Redis (this cache and the rate limiter's buckets).
+
+    `url` is `redis://`, `rediss://` or `unix://` (the lab's embedded server listens on a
+    private unix socket only, `perflab.redis_server`). `timeout` bounds connecting and each
+    reply: past it the caller fails open (bypass the cache, limit in-process) rather than make
+    a request wait on Redis.
+    """
+    import redis.asyncio
+
+    return redis.asyncio.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=0
+    )
 
 
 async def in_thread(work: Callable[[], T]) -> T:
@@ -165,16 +181,13 @@ class RedisCache:
         url: str,
         ttl: float,
         *,
+        timeout: float = 0.25,
         logger: Logger | None = None,
         on_error: Callable[[], None] | None = None,
         open_seconds: float = 1.0,
         lock_wait_seconds: float = 2.0,
     ) -> None:
-        import redis.asyncio
-
-        self.client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
-            url, socket_timeout=0.25, socket_connect_timeout=0.25, health_check_interval=0
-        )
+        self.client: redis.asyncio.Redis = redis_client(url, timeout)
         self.ttl_ms = int(ttl * 1000)
         self.logger = logger
         self.on_error = on_error
@@ -272,6 +285,8 @@ def make_cache(
     redis_url: str | None,
     ttl: float,
     max_entries: int,
+    redis_timeout: float = 0.25,
+    lock_wait: float = 2.0,
     logger: Logger | None = None,
     on_error: Callable[[], None] | None = None,
 ) -> Cache:
@@ -283,5 +298,12 @@ def make_cache(
                 "cache=redis needs a Redis server: set REDIS_URL, or run the service with "
                 "`perflab serve catalog --cache redis`, which starts an embedded one"
             )
-        return RedisCache(redis_url, ttl, logger=logger, on_error=on_error)
+        return RedisCache(
+            redis_url,
+            ttl,
+            timeout=redis_timeout,
+            lock_wait_seconds=lock_wait,
+            logger=logger,
+            on_error=on_error,
+        )
     return NoCache()

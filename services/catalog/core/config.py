@@ -24,6 +24,12 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, validation_alias=AliasChoices("CATALOG_REDIS_URL", "REDIS_URL")
     )
+    # How long a Redis call (connect, or one reply) may take before the cache and the rate
+    # limiter give up on it and fail open for a second (core/cache.py `redis_client`).
+    redis_timeout_seconds: float = Field(0.25, gt=0, le=30)
+    # How long a Redis cache miss waits for another worker that holds the key's load lock
+    # before it loads the value itself (single-flight across processes, core/cache.py).
+    cache_lock_wait_seconds: float = Field(2.0, gt=0, le=120)
     queries: Literal["naive", "optimized"] = "optimized"
     cache: Literal["none", "memory", "redis"] = "none"
     # Every write path invalidates what it changes (service.py), so the TTL only bounds how long

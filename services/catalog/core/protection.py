@@ -57,6 +57,7 @@ def install(app: FastAPI, settings: Any, *, logger: Any, metrics: Any, faults: F
             settings.rate_limit_per_second,
             settings.rate_limit_burst,
             redis_url=settings.redis_url,
+            redis_timeout=settings.redis_timeout_seconds,
             logger=logger,
         )
         app.state.rate_limiter = limiter
@@ -65,6 +66,7 @@ def install(app: FastAPI, settings: Any, *, logger: Any, metrics: Any, faults: F
                 settings.login_rate_per_second,
                 settings.login_burst,
                 redis_url=settings.redis_url,
+                redis_timeout=settings.redis_timeout_seconds,
                 logger=logger,
             )
         )

@@ -91,6 +91,7 @@ class RateLimiter:
         burst: int,
         *,
         redis_url: str | None = None,
+        redis_timeout: float = 0.25,
         logger: Any = None,
         open_seconds: float = 1.0,
     ) -> None:
@@ -103,11 +104,9 @@ class RateLimiter:
         self._script = None
         self.backend = "memory"
         if redis_url:
-            import redis.asyncio
+            from perflab_services.catalog.core.cache import redis_client
 
-            client = redis.asyncio.Redis.from_url(
-                redis_url, socket_timeout=0.25, socket_connect_timeout=0.25
-            )
+            client = redis_client(redis_url, redis_timeout)
             self._client = client
             self._script = client.register_script(_LUA)
             self.backend = "redis"

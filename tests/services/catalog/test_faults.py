@@ -41,7 +41,7 @@ def _gauges(svc) -> dict[str, float]:
 
 
 def _log_line(svc, request_id: str) -> dict:
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 30  # at once, unless the machine is busy
     while time.monotonic() < deadline:
         for raw in svc.log_file.read_text().splitlines():
             line = json.loads(raw)
@@ -140,27 +140,40 @@ def test_cpu_burn_fault_costs_cpu(faulty):
     assert cpu_seconds() - before >= 0.5  # 4 x 150 ms of busy CPU in the service
 
 
+def _every_worker_reports(svc, admin: dict, active: list[str], workers: int = 2) -> None:
+    """Ask `GET /admin/faults` over new connections until each of the `workers` has answered
+    with `active` as its current faults (each looks at the shared state file at most every
+    0.25 s; on a busy machine that, and which worker takes a connection, can take a while)."""
+    seen: dict[int, list[str]] = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        state = httpx.get(f"{svc.url}/admin/faults", headers=admin, timeout=30).json()
+        seen[state["worker_pid"]] = state["active"]
+        if len(seen) == workers and all(now == active for now in seen.values()):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"not every worker reported {active} within 60 s: {seen}")
+
+
 def test_faults_reach_every_worker(start_catalog, login):
-    """One PUT lands in one worker; the state file carries it to the other within ~0.25 s."""
+    """One PUT lands in one worker; the state file carries it to the other, and a DELETE too."""
     svc = start_catalog("t-faults-workers", workers=2)
     admin = login(svc, "admin")
     faults.set(svc, latency_ms=300)
     try:
-        time.sleep(0.6)
-        seen: dict[int, list[str]] = {}
-        for _ in range(60):  # a new connection each time, so both workers answer some
-            state = httpx.get(f"{svc.url}/admin/faults", headers=admin).json()
-            seen[state["worker_pid"]] = state["active"]
-            if len(seen) == 2:
-                break
-        assert len(seen) == 2, "both workers should have answered"
-        assert all(active == ["latency"] for active in seen.values()), seen
-        times = [_timed_get(svc, "/products/1")[1] for _ in range(6)]
-        assert min(times) >= 0.3, times
+        _every_worker_reports(svc, admin, ["latency"])
+        answers = [_timed_get(svc, "/products/1") for _ in range(6)]
+        times = [seconds for _, seconds in answers]
+        assert min(times) >= 0.3, times  # a lower bound: a busy machine only adds to it
+        for r, _ in answers:
+            assert _log_line(svc, r.headers["x-request-id"])["fault"] == "latency"
     finally:
         faults.clear(svc)
-    time.sleep(0.6)
-    assert _timed_get(svc, "/products/1")[1] < 0.3
+    _every_worker_reports(svc, admin, [])
+    for _ in range(6):
+        r, _ = _timed_get(svc, "/products/1")
+        assert r.status_code == 200
+        assert "fault" not in _log_line(svc, r.headers["x-request-id"])
 
 
 def test_fault_spec_is_validated(faulty, login):
@@ -185,7 +198,6 @@ def test_redis_stopped_during_load_reads_keep_answering(start_catalog, tmp_path)
             rate_limit_per_second=1_000_000,
             rate_limit_burst=1_000_000,
         )
-        port = redis.port
         t0 = time.monotonic()
         events: dict[str, float] = {}
 
@@ -195,8 +207,7 @@ def test_redis_stopped_during_load_reads_keep_answering(start_catalog, tmp_path)
                 redis.proc.stop(timeout=2)
                 events["stopped"] = time.time()
             elif elapsed > 7 and "restarted" not in events:
-                redis.stop()
-                redis.start(port=port)
+                redis.restart()
                 events["restarted"] = time.time()
 
         result = run_load(

@@ -33,8 +33,10 @@ def _started(line: dict) -> float:
 
 
 @pytest.mark.parametrize("cache", ["memory", "redis"])
-def test_concurrent_gets_on_a_cold_key_load_once(cache, start_catalog, redis_url, log_lines):
-    settings = {"redis_url": redis_url} if cache == "redis" else {}
+def test_concurrent_gets_on_a_cold_key_load_once(
+    cache, start_catalog, redis_url, redis_settings, log_lines
+):
+    settings = redis_settings if cache == "redis" else {}
     svc = start_catalog(f"t-sf-{cache}", queries="naive", cache=cache, **settings)
     if cache == "redis":  # an external Redis may hold the key from an earlier run: make it cold
         redis.Redis.from_url(redis_url).delete(f"{PREFIX}category:{CATEGORY}:top")
