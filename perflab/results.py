@@ -55,7 +55,7 @@ PACKAGES = (
     "locust",
     "pandas",
     "numpy",
-    "structlog",
+    "orjson",
     "prometheus-client",
     "httpx",
     "matplotlib",

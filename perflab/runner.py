@@ -279,6 +279,19 @@ def run_experiments(
         if prom is not None:
             _stop_prometheus(prom, run)
     run.manifest["redis"] = lab.redis_source
+    return _publish(run, say, interrupted=interrupted, failure=failure, errors=errors)
+
+
+def _publish(
+    run: Run,
+    say: Callable[[str], None],
+    *,
+    interrupted: bool,
+    failure: LabError | None,
+    errors: dict[str, str] | None = None,
+) -> Run:
+    """Save `run` whatever happened; then re-raise a failure, naming the folder that keeps what
+    was measured before it (a failure before any sample is raised as it is)."""
     save(run, interrupted=interrupted, errors=errors)
     if failure is not None:
         if run.samples.empty:
@@ -391,10 +404,4 @@ def run_external(
         say("interrupted: saving what was measured so far")
     except LabError as exc:
         failure = exc
-    save(run, interrupted=interrupted)
-    if failure is not None:
-        if run.samples.empty:
-            raise failure
-        raise LabError(f"{failure}\n(what was measured before is saved in {run.path})") from None
-    say(f"\nSaved to {run.path}")
-    return run
+    return _publish(run, say, interrupted=interrupted, failure=failure)

@@ -28,7 +28,7 @@ from perflab_services.catalog.service import Catalog
 from perflab_services.common.clients import trust_proxies
 from perflab_services.common.logging import make_logger
 from perflab_services.common.metrics import ServiceMetrics
-from perflab_services.common.middleware import add_observability
+from perflab_services.common.middleware import add_observability, fastapi_options
 from perflab_services.common.tracing import TracedCache
 from perflab_services.common.watchdog import start_parent_watchdog
 
@@ -51,7 +51,12 @@ def _build(settings: Settings) -> FastAPI:
         if settings.review_model_plugin
         else schemas.ReviewIn
     )
-    logger = make_logger(settings.service_name, settings.log_file, settings.log_enabled)
+    logger = make_logger(
+        settings.service_name,
+        settings.log_file,
+        settings.log_enabled,
+        flush_seconds=settings.log_flush_seconds,
+    )
     metrics = ServiceMetrics(settings.service_name) if settings.metrics_enabled else None
     db = Database(settings.database_url)
 
@@ -101,12 +106,14 @@ def _build(settings: Settings) -> FastAPI:
         await cache.close()
         faults.close()
         db.dispose()
+        logger.flush()  # the lines still waiting (common/logging.py)
 
     app = FastAPI(
         title="perflab catalog",
         version="1.0",
         description="Products, categories and reviews: the service the lab measures.",
         lifespan=lifespan,
+        **fastapi_options(),
     )
     app.state.settings = settings
     app.state.metrics = metrics

@@ -4,6 +4,7 @@ Pydantic bounds every field, but only after the whole body has been read into me
 POST would be buffered first. This middleware refuses a declared `Content-Length` above the
 limit before reading anything, and counts the bytes of chunked bodies as they arrive, so no
 request can make the service hold more than `max_body_bytes` of body. Either way: a JSON 413.
+A request with neither a body length nor a chunked body (every GET) passes straight through.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ class BodySizeLimitMiddleware:
             if int(declared) > self.max_bytes:
                 await send_json(send, 413, self._refuse_message())
                 return
+        if declared is not None or header(scope, b"transfer-encoding") is None:
+            # The body is at most the declared length (the server reads no more) or there is
+            # none: nothing to count, so no wrappers on this request's receive and send.
+            await self.app(scope, receive, send)
+            return
         seen = 0
         started = False
 

@@ -10,9 +10,12 @@ feature: one pass over the request headers, metric series looked up once per rou
 
 from __future__ import annotations
 
+import inspect
 import traceback
 from time import perf_counter
 from typing import Any, Literal, Protocol
+
+from fastapi import FastAPI
 
 from perflab_services.common import context, profiler, tracing
 from perflab_services.common.asgi import ASGIApp, Message, Receive, Scope, Send, header, send_json
@@ -138,6 +141,20 @@ def _timing_headers(ctx: context.RequestContext, app_seconds: float) -> list[tup
     if ctx.cache is not None:
         out.append((b"x-cache", ctx.cache.encode()))
     return out
+
+
+def fastapi_options() -> dict[str, Any]:
+    """`FastAPI(**fastapi_options())`: FastAPI's own OpenTelemetry instrumentation switched off.
+
+    The services trace, count and log requests themselves (this module, common/tracing.py),
+    so FastAPI's built-in spans and metrics (FastAPI 0.165+) would only duplicate them if a
+    global provider were ever set; and off, it skips a look-up of three global OpenTelemetry
+    providers that it otherwise makes on every request (the lab's profiler showed it on the
+    cached read). Older FastAPI has no such switch and no such cost.
+    """
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
 
 
 def add_observability(

@@ -17,7 +17,7 @@ from perflab_services.common.errors import install_error_handlers
 from perflab_services.common.limits import BodySizeLimitMiddleware
 from perflab_services.common.logging import make_logger
 from perflab_services.common.metrics import ServiceMetrics
-from perflab_services.common.middleware import add_observability
+from perflab_services.common.middleware import add_observability, fastapi_options
 from perflab_services.common.watchdog import start_parent_watchdog
 from perflab_services.gateway.api.routes import categories, ops, products
 from perflab_services.gateway.core.config import Settings, get_settings
@@ -27,7 +27,12 @@ from perflab_services.gateway.core.upstream import CatalogClient, UpstreamError
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    logger = make_logger(settings.service_name, settings.log_file, settings.log_enabled)
+    logger = make_logger(
+        settings.service_name,
+        settings.log_file,
+        settings.log_enabled,
+        flush_seconds=settings.log_flush_seconds,
+    )
     metrics = ServiceMetrics(settings.service_name) if settings.metrics_enabled else None
     client = CatalogClient(
         settings, metrics=UpstreamMetrics(metrics) if metrics else None, logger=logger
@@ -39,12 +44,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         logger.info("startup", variant=settings.variant, catalog_url=settings.catalog_url)
         yield
         await client.aclose()
+        logger.flush()  # the lines still waiting (common/logging.py)
 
     app = FastAPI(
         title="perflab gateway",
         version="1.0",
         description="The front door to the catalog: pooling, timeouts, retries, a breaker.",
         lifespan=lifespan,
+        **fastapi_options(),
     )
     app.state.settings = settings
     app.state.metrics = metrics

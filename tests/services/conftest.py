@@ -15,7 +15,9 @@ def _log_lines(path: Path, request_id: str, count: int = 1, timeout: float = 5.0
     found: list[dict] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+        text = path.read_text()
+        whole = text[: text.rfind("\n") + 1]  # a batch being written may end in half a line
+        lines = [json.loads(x) for x in whole.splitlines() if x.strip()]
         found = [x for x in lines if x.get("request_id") == request_id]
         if len(found) >= count:
             break

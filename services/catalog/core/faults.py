@@ -299,17 +299,21 @@ class FaultMiddleware:
     def __init__(self, app: Any, *, faults: Faults) -> None:
         self.app = app
         self.faults = faults
+        self._spec: FaultSpec | None = None
+        self._on: list[str] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         spec = self.faults.spec
-        on = spec.active()
-        ctx = context.get()
+        if spec is not self._spec:  # a new spec (set or reloaded): which faults it switches on
+            self._spec, self._on = spec, spec.active()
+        on = self._on
         if not on:
             await self.app(scope, receive, send)
             return
+        ctx = context.get()
         if scope.get("path", "").startswith(EXEMPT_PREFIXES):
             token = _exempt.set(True)
             try:

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     log_enabled: bool = True
     log_file: str | None = None
+    # 0: each log line is written as its request ends. > 0: lines are written in batches, at
+    # most this long after the first (common/logging.py says what that saves, and costs).
+    log_flush_seconds: float = Field(0.0, ge=0, le=3600)
     metrics_enabled: bool = True
     headers_enabled: bool = True
     # OpenTelemetry traces (common/tracing.py): off, a ratio of traces, or always; where the

@@ -48,14 +48,37 @@ def test_unsafe_request_id_is_replaced(optimized):
 
 
 def test_every_log_line_is_json_with_a_request_id(optimized):
+    ids = []
     for path in ("/products", "/products/1", "/nope", "/products/abc"):
-        httpx.get(optimized.url + path)
+        ids.append(httpx.get(optimized.url + path).headers["x-request-id"])
+    for rid in ids:  # written in batches (common/logging.py): wait for each request's line
+        assert _log_lines(optimized.log_file, rid), rid
     lines = optimized.log_file.read_text().splitlines()
     requests = [json.loads(x) for x in lines]
     assert requests
     for entry in requests:
         if entry["event"] == "request":
             assert entry["request_id"]
+
+
+def test_no_line_is_lost_at_a_clean_shutdown(start_catalog):
+    """Lines wait in a buffer before they are written (common/logging.py): stopping the service
+    as the lab does (SIGTERM) writes the ones still waiting. The flush interval is set far
+    beyond the test's length, so only the shutdown can have written them."""
+    svc = start_catalog(
+        "t-log-shutdown", queries="optimized", cache="memory", log_flush_seconds=3600
+    )
+    ids = [f"shutdown-{i}" for i in range(100)]
+    with httpx.Client() as client:
+        for rid in ids:
+            r = client.get(f"{svc.url}/products/1", headers={"X-Request-ID": rid})
+            assert r.status_code == 200
+    before = svc.log_file.read_text() if svc.log_file.exists() else ""
+    assert "shutdown-" not in before, "the lines were still waiting before the stop"
+    svc.stop()
+    lines = [json.loads(x) for x in svc.log_file.read_text().splitlines()]
+    logged = [x["request_id"] for x in lines if x["event"] == "request"]
+    assert sorted(x for x in logged if x.startswith("shutdown-")) == sorted(ids)
 
 
 def test_metrics_parse_and_use_route_templates(optimized):

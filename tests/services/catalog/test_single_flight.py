@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from datetime import datetime
 
@@ -48,8 +47,8 @@ def test_concurrent_gets_on_a_cold_key_load_once(
     results = sorted(r.headers["x-cache"] for r in responses)
     assert results == ["hit"] * (N - 1) + ["miss"], results
 
-    lines = [json.loads(x) for x in svc.log_file.read_text().splitlines() if x.strip()]
-    mine = [x for x in lines if x.get("request_id", "").startswith(rid)]
+    # Each request's line, waited for: lines are written in batches (common/logging.py).
+    mine = [line for i in range(N) for line in log_lines(svc.log_file, f"{rid}-{i}")]
     assert len(mine) == N
     loads = [x for x in mine if x["db_queries"] > 0]
     assert len(loads) == 1, "exactly one request ran SQL"
