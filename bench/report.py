@@ -11,12 +11,11 @@ from __future__ import annotations
 import csv
 import os
 import platform
-import subprocess
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-from perflab import paths
+from perflab import results
 
 VERDICTS = ("pass", "falls short", "info", "skipped", "error")
 COLUMNS = ["item", "topic", "measure", "value", "unit", "bar", "verdict", "detail"]
@@ -68,25 +67,7 @@ def machine() -> dict[str, str]:
         load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     except OSError:
         load = "unknown"
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=paths.ROOT,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=paths.ROOT,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-        if commit and dirty:
-            commit += " (with uncommitted changes)"
-    except (OSError, subprocess.TimeoutExpired):
-        commit = ""
+    commit = results.code_version(7) or ""
     return {
         "cpu": f"{cpus} x {model}",
         "python": platform.python_version(),

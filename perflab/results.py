@@ -109,6 +109,26 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def code_version(digits: int = 12) -> str | None:
+    """The checkout's commit, shortened, and "(with uncommitted changes)" when tracked files
+    differ from it: what a measurement says it ran. None outside a checkout."""
+    commit = git_commit()
+    if commit is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=paths.CHECKOUT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        dirty = bool(out.stdout.strip())
+    except (OSError, subprocess.TimeoutExpired):
+        dirty = False
+    return commit[:digits] + (" (with uncommitted changes)" if dirty else "")
+
+
 def environment() -> dict[str, Any]:
     """Where a run ran: commit, Python, platform, CPUs, and the versions that matter."""
     versions: dict[str, str | None] = {}

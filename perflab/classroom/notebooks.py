@@ -319,12 +319,9 @@ def machine() -> str:
 
 def code_version() -> str:
     """The commit the notebooks run at, and whether the checkout had uncommitted changes."""
-    from perflab.results import git_commit
+    from perflab.results import code_version as version
 
-    commit = git_commit()
-    if commit is None:
-        return "not a git checkout"
-    return commit[:12] + (" (with uncommitted changes)" if _dirty() else "")
+    return version() or "not a git checkout"
 
 
 def write_results(
@@ -358,24 +355,6 @@ def write_results(
         writer = csv.writer(f)
         writer.writerow(COLUMNS)
         writer.writerows(map(_row, rows))
-
-
-def _dirty() -> bool:
-    import subprocess
-
-    if paths.CHECKOUT is None:
-        return False
-    try:
-        out = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=paths.CHECKOUT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return bool(out.stdout.strip())
 
 
 def results_file(mode: str, root: Path | None = None) -> Path:
