@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -118,8 +119,13 @@ def test_py_spy_profiles_a_catalog_under_load(start_catalog, tmp_path):
         profiling.profile(pids, tmp_path, label="catalog", rate=200) as session,
         httpx.Client(timeout=10) as client,
     ):
-        for _ in range(400):  # the load: cache hits, as fast as one client sends them
+        # The load: cache hits, as fast as one client sends them, for at least 400 requests and
+        # 3 s (600 samples at 200 Hz): a faster catalog must not leave the profile too short to
+        # hold 15 functions.
+        sent, until = 0, time.monotonic() + 3
+        while sent < 400 or time.monotonic() < until:
             client.get(svc.url + "/products/1")
+            sent += 1
     (p,) = session.profiles
     assert p.tool == "py-spy", p.note
     assert "py-spy" in p.note and str(p.pid) in p.note
