@@ -29,6 +29,7 @@ from perflab_services.common.clients import trust_proxies
 from perflab_services.common.logging import make_logger
 from perflab_services.common.metrics import ServiceMetrics
 from perflab_services.common.middleware import add_observability, fastapi_options
+from perflab_services.common.routing import add_routers
 from perflab_services.common.tracing import TracedCache
 from perflab_services.common.watchdog import start_parent_watchdog
 
@@ -125,12 +126,16 @@ def _build(settings: Settings) -> FastAPI:
         return JSONResponse({"detail": "database unavailable, try again"}, status_code=503)
 
     # Reads: anonymous is fine, a bad token is a 401 (their routers' `ReaderRoute`).
-    app.include_router(products.router)
-    app.include_router(products.reviews_router(review_model))
-    app.include_router(categories.router)
-    app.include_router(ops.router)
-    app.include_router(auth.router)
-    app.include_router(admin.router)
+    # On the app itself, not through include_router's per-request layer (common/routing.py).
+    add_routers(
+        app,
+        products.router,
+        products.reviews_router(review_model),
+        categories.router,
+        ops.router,
+        auth.router,
+        admin.router,
+    )
     protection.install(app, settings, logger=logger, metrics=metrics, faults=faults)
     if settings.middleware_plugin:  # inside the observability layer: it sees the request id
         app.add_middleware(plugins.load(settings.middleware_plugin))

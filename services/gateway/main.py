@@ -18,6 +18,7 @@ from perflab_services.common.limits import BodySizeLimitMiddleware
 from perflab_services.common.logging import make_logger
 from perflab_services.common.metrics import ServiceMetrics
 from perflab_services.common.middleware import add_observability, fastapi_options
+from perflab_services.common.routing import add_routers
 from perflab_services.common.watchdog import start_parent_watchdog
 from perflab_services.gateway.api.routes import categories, ops, products
 from perflab_services.gateway.core.config import Settings, get_settings
@@ -65,9 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
 
     install_error_handlers(app)
-    app.include_router(products.router)
-    app.include_router(categories.router)
-    app.include_router(ops.router)
+    add_routers(app, products.router, categories.router, ops.router)  # common/routing.py
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     add_observability(app, settings, logger=logger, metrics=metrics)
     trust_proxies(app, settings.trusted_proxies)  # outermost: every layer sees the real client
