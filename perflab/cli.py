@@ -92,7 +92,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from perflab.runner import run_experiments
 
     size = args.size or ("tiny" if args.quick else "medium")
-    exps = [experiments.get(n) for n in experiments.DEMO]
+    exps = experiments.demo()
     print(f"perflab demo: {', '.join(e.name for e in exps)} on the '{size}' dataset")
     print(f"data and results: {paths.DATA} (PERFLAB_DATA_DIR moves them)")
     if notice := _redis_notice():
@@ -128,6 +128,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise LabError("--allow-remote goes with --target URL (a service the lab did not start)")
     if args.variants and args.target is None:
         exp = exp.with_variants(args.variants.split(","))
+    if args.warm is not None:
+        exp = exp.warmed(args.warm)
     base = exp.quick_profile if args.quick else exp.profile
     prof = _profile(args, base)
     prof.validate()  # before any dataset is generated or service started
@@ -574,6 +576,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, help="Locust worker processes (distributed)")
     _master_options(r)
     r.add_argument("--quick", action="store_true", help="short load (for a first look)")
+    r.add_argument(
+        "--warm",
+        type=int,
+        metavar="N",
+        help="traffic over the N most popular products, each read once before each variant's "
+        "load: warm caches (the demo's caching runs with --warm 1000)",
+    )
     r.add_argument(
         "--profile",
         action="store_true",

@@ -14,14 +14,17 @@ says the target was external and what could not be collected from it.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
 import httpx
 
 from perflab import profiling, prometheus, report
+from perflab.auth import verify_for
 from perflab.errors import LabError
 from perflab.experiments import Experiment, Variant
 from perflab.lab import Lab
@@ -47,6 +50,7 @@ __all__ = [
     "run_variant",
     "save",
     "schedule",
+    "warm_up",
 ]
 
 
@@ -107,6 +111,10 @@ def run_variant(
                 app="catalog" if one in svc.upstreams else exp.service_for(variant),
             )
     try:
+        extra = dataset_config(dataset or lab.ensure_data())
+        if exp.warm:
+            extra["products"] = min(exp.warm, extra["products"])
+            warm_up(svc.url, exp.mix, extra["products"], verify=verify_for(svc))
         if prometheus is not None:
             _wait_scraped(prometheus, run, [one.url for one in watched], label, "before the load")
         result = load(
@@ -117,7 +125,7 @@ def run_variant(
             label=label,
             progress=progress,
             ca_file=svc.ca_file,
-            extra_config=dataset_config(dataset or lab.ensure_data()),
+            extra_config=extra,
         )
         if prometheus is not None and not result.interrupted:
             _wait_scraped(prometheus, run, [one.url for one in watched], label, "after the load")
@@ -142,6 +150,43 @@ def run_variant(
     )
     run.add_spans(svc.span_files, experiment=exp.name, variant=variant.name, repeat=repeat)
     return result.interrupted
+
+
+# Threads that read the warm set: enough to keep one uvicorn worker busy, few enough that the
+# machine's two cores are not all spent on the client.
+WARM_THREADS = 4
+
+
+def warm_up(
+    url: str, mix: list[Endpoint], products: int, *, verify: ssl.SSLContext | bool = True
+) -> int:
+    """Read every product id 1..`products` once through each GET of `mix` that names one
+    (`{product}` and no other placeholder): an experiment's `warm` set, before its load. The
+    reads are not recorded; the service logs and counts them as any request. Returns how many
+    were sent. An answer other than 2xx or 404 is a `LabError`: a service that cannot serve
+    its warm set would be measured failing."""
+    gets = [
+        e
+        for e in mix
+        if e.method == "GET"
+        and "{product}" in e.path
+        and "{" not in e.path.replace("{product}", "")
+    ]
+    reads = [
+        (url + e.path.format(product=i), e.headers) for e in gets for i in range(1, products + 1)
+    ]
+    if not reads:
+        return 0
+    with httpx.Client(verify=verify, timeout=30.0) as client:
+
+        def read(one: tuple[str, dict[str, str]]) -> int:
+            return client.get(one[0], headers=one[1]).status_code
+
+        with ThreadPoolExecutor(WARM_THREADS) as pool:
+            for (target, _), status in zip(reads, pool.map(read, reads), strict=True):
+                if not (200 <= status < 300 or status == 404):
+                    raise LabError(f"warming up: {target} answered {status}")
+    return len(reads)
 
 
 def load(
@@ -237,7 +282,7 @@ def run_experiments(
         for exp in experiments:
             prof = profile or (exp.quick_profile if quick else exp.profile)
             prof.validate()
-            run.add_experiment(exp, prof)
+            run.add_experiment(exp, prof, **({"warm": exp.warm} if exp.warm else {}))
             for rep, variant in schedule(exp, repeat):
                 key = f"{exp.name}/{variant.name}"
                 if key in errors:
