@@ -220,8 +220,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(
                 f"demo users (viewer, editor, admin): {secrets_dir(catalog) / '.demo-users.json'}"
             )
-        if lab.embedded_redis is not None:
-            print(f"embedded redis-server ({lab.embedded_redis.source}) at {lab.redis_url}")
+        if (redis := lab.embedded_redis) is not None:
+            # The per-run password only on request: a terminal's scroll-back, a screen share or
+            # a pasted log would otherwise carry it.
+            secret = redis.url if args.redis_password else "(password: --redis-password shows it)"
+            print(f"embedded redis-server ({redis.source}) on {redis.socket_path} {secret}")
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         print("Ctrl-C to stop.", flush=True)
         try:
@@ -621,6 +624,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rate-limit", type=float, help="requests/s per client; 0 turns it off")
     s.add_argument("--rate-burst", type=int, help="token bucket size per client")
     s.add_argument("--size", default="medium", choices=sizes)
+    s.add_argument(
+        "--redis-password",
+        action="store_true",
+        help="print the embedded Redis's URL with its per-run password (for redis-cli -u)",
+    )
     s.set_defaults(fn=cmd_serve)
 
     u = sub.add_parser("ui", help="Locust's web UI on one experiment variant, samples recorded")

@@ -22,6 +22,7 @@ import os
 import secrets
 import shutil
 import socket
+import stat
 import tempfile
 from pathlib import Path
 from urllib.parse import quote
@@ -64,17 +65,64 @@ def find_redis_server(prefer: str = "auto") -> tuple[str, str]:
 MAX_SOCKET_PATH = 100
 
 
+FOLDER_PREFIX = "perflab-redis-"
+
+
+def _bases() -> list[Path]:
+    """Where the socket folders go: `XDG_RUNTIME_DIR` when it is a folder, the temp folder,
+    and /tmp (where a socket path too long for the others goes)."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    found = [Path(runtime)] if runtime and Path(runtime).is_dir() else []
+    found += [Path(tempfile.gettempdir()), Path("/tmp")]
+    return list(dict.fromkeys(found))
+
+
 def _private_folder() -> Path:
     """A new folder of mode 0700 (mkdtemp) for the socket and the config: under
     `XDG_RUNTIME_DIR` (per user, made for sockets) when there is one, else the temp folder, else
-    /tmp when that path is too long for a socket."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-    base = runtime if runtime and Path(runtime).is_dir() else None
-    folder = Path(tempfile.mkdtemp(prefix="perflab-redis-", dir=base))
+    /tmp when that path is too long for a socket. Its name holds our pid (`sweep_folders`)."""
+    sweep_folders()
+    prefix = f"{FOLDER_PREFIX}{os.getpid()}-"
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=_bases()[0]))
     if len(os.fsencode(folder / "redis.sock")) > MAX_SOCKET_PATH:
         folder.rmdir()
-        folder = Path(tempfile.mkdtemp(prefix="perflab-redis-", dir="/tmp"))
+        folder = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     return folder
+
+
+def sweep_folders(bases: list[Path] | None = None) -> list[Path]:
+    """Remove the socket folders that labs killed with SIGKILL left behind (no clean-up ran):
+    ours (same owner), named after a pid that no longer runs. Each holds at most a dead socket
+    and the server's log. Returns what was removed."""
+    removed = []
+    for base in bases if bases is not None else _bases():
+        try:
+            entries = list(base.glob(f"{FOLDER_PREFIX}*-*"))
+        except OSError:
+            continue
+        for folder in entries:
+            pid = folder.name[len(FOLDER_PREFIX) :].split("-", 1)[0]
+            try:
+                info = folder.lstat()
+            except OSError:
+                continue
+            if not pid.isdigit() or info.st_uid != os.getuid() or not stat.S_ISDIR(info.st_mode):
+                continue
+            if _running(int(pid)):
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: running
+        return True
+    return True
 
 
 def _ping(path: Path, password: str) -> bool:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from perflab import redis_server
 from perflab.errors import LabError
 from perflab.redis_server import EmbeddedRedis, find_redis_server
 
@@ -124,3 +125,29 @@ def test_explicit_binary_wins(monkeypatch, tmp_path):
     monkeypatch.setenv("PERFLAB_REDIS_SERVER", str(tmp_path / "missing"))
     with pytest.raises(LabError, match="is not a file"):
         find_redis_server()
+
+
+def test_folders_left_by_killed_labs_are_swept(tmp_path):
+    """A lab killed with SIGKILL leaves its socket folder; the next one removes it (ours, and
+    named after a pid that no longer runs), and leaves the living labs' and other folders."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = tmp_path / f"perflab-redis-{gone.pid}-abc123"
+    dead.mkdir(mode=0o700)
+    (dead / "redis.sock").write_bytes(b"")
+    alive = tmp_path / f"perflab-redis-{os.getpid()}-def456"
+    alive.mkdir(mode=0o700)
+    unnamed = tmp_path / "perflab-redis-oldstyle"  # no pid in the name: not ours to judge
+    unnamed.mkdir()
+    link = tmp_path / f"perflab-redis-{gone.pid}-link"  # a link is never followed or removed
+    link.symlink_to(alive)
+    removed = redis_server.sweep_folders([tmp_path])
+    assert removed == [dead]
+    assert not dead.exists()
+    assert alive.exists() and unnamed.exists() and link.is_symlink()
+
+
+@pytest.mark.slow  # starts redis-server
+def test_a_new_server_names_its_folder_after_the_lab(tmp_path):
+    with EmbeddedRedis(log_dir=tmp_path) as server:
+        assert server.socket_path.parent.name.startswith(f"perflab-redis-{os.getpid()}-")
