@@ -415,16 +415,20 @@ def run_external(
         quick_profile=prof,
         service="external",
         notes=exp.notes,
+        warm=exp.warm,
     )
     _check_reachable(url)
     metrics = serves_metrics(url)
     target = external_target(url, metrics=metrics)
     run = Run.start(f"{exp.name}-external", repeat=repeat, quick=quick, target=target)
-    run.add_experiment(one, prof, target=url)
+    run.add_experiment(one, prof, target=url, **({"warm": exp.warm} if exp.warm else {}))
     if dataset is not None:
         run.manifest["dataset"] = dataset
     say(f"external target {url}: {EXTERNAL_LIMITS}; {target['metrics']}")
     extra = dataset_config(dataset) if dataset is not None else None
+    if exp.warm:
+        extra = {**(extra or {})}
+        extra["products"] = min(exp.warm, extra.get("products", exp.warm))
     interrupted = False
     failure: LabError | None = None
     try:
@@ -432,6 +436,8 @@ def run_external(
             say(f"[{exp.name}] {variant} at {url} (repeat {rep + 1}/{repeat}): "
                 f"{prof.model} model, {prof.duration:g} s")  # fmt: skip
             check_writable(run.path)
+            if extra is not None and exp.warm:
+                warm_up(url, exp.mix, extra["products"])
             scraper = MetricsScraper(url).start() if metrics else None
             try:
                 result = load(

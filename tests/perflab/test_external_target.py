@@ -109,3 +109,17 @@ def test_a_run_against_a_service_started_separately_records_its_samples(start_ca
     assert "http_requests_total" in set(metrics["metric"])
     assert (path / "logs.jsonl").read_text() == ""
     assert svc.running  # the run did not stop what it did not start
+
+
+def test_a_warm_run_against_an_external_target_reads_its_warm_set_first(start_catalog) -> None:
+    svc = start_catalog("t-external-warm", queries="optimized", cache="memory")
+    r = perflab_cli(
+        "run", "caching", "--target", svc.url, "--size", "tiny", "--warm", "30",
+        "--users", "2", "--duration", "2", "--warmup", "0",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    path = saved_run(r.stdout)
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["experiments"]["caching"]["warm"] == 30
+    samples = pd.read_csv(path / "samples.csv.gz")
+    assert len(samples) > 20 and (samples["x_cache"] == "hit").all()
