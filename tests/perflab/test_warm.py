@@ -43,9 +43,9 @@ def test_warm_up_reads_each_product_once_and_leaves_them_cached(start_catalog) -
 @pytest.mark.slow
 def test_warm_up_refuses_a_service_that_fails_its_warm_set(start_catalog) -> None:
     svc = start_catalog("warm-up-refused", cache="memory")
-    # An editor-only path read anonymously: every read answers 405 (GET on a POST route).
+    # A path that only takes POST: every read answers 405.
     reviews = Endpoint("reviews", "/products/{product}/reviews")
-    with pytest.raises(LabError, match="warming up: .*/products/1/reviews answered 405"):
+    with pytest.raises(LabError, match=r"warming up: .*/products/1/reviews answered 405"):
         warm_up(svc.url, [reviews], 3)
 
 
