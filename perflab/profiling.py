@@ -2,11 +2,17 @@
 
 A load test says *how fast*; a profile says *why*. Sampling from outside is the least intrusive
 way to get one: py-spy reads the interpreter's stacks from another process a hundred times a
-second, without any change to the service or its speed beyond a few per cent (`make bench`
-measures it). Where py-spy cannot attach (macOS without sudo, a container without ptrace), the
-service profiles itself with pyinstrument, started and stopped by signals, if it was started
-with `self_profile_env(folder)` in its environment (see `perflab_services.common.profiler`);
-the `note` of each profile says in one line which tool was used.
+second, without any change to the service (`make bench` measures what it costs). It reads them
+without pausing the service (`--nonblocking`): py-spy's default stops the process for each
+sample, and on a memory-cache hit under wrk that cost about a quarter of the throughput (0.76x
+with pauses, about 1.0x without, interleaved 4 s runs on a busy machine, 2026-11-30). The price
+is that a stack read while the interpreter changes it is now and then wrong; over thousands of
+samples that is noise in a table of percentages, not a different answer.
+
+Where py-spy cannot attach (macOS without sudo, a container without ptrace), the service
+profiles itself with pyinstrument, started and stopped by signals, if it was started with
+`self_profile_env(folder)` in its environment (see `perflab_services.common.profiler`); the
+`note` of each profile says in one line which tool was used.
 
 ```
 with profiling.profile(profiling.service_pids(svc.proc.pid), run_dir / "profiles") as session:
@@ -202,7 +208,7 @@ class ProfileSession:
             log = Path(f"{self._stem(pid)}.py-spy.log")
             log.unlink(missing_ok=True)
             argv = [exe, "record", "--pid", str(pid), "--rate", str(self.rate), "--function"]
-            argv += ["--format", "speedscope", "--output", str(out)]
+            argv += ["--nonblocking", "--format", "speedscope", "--output", str(out)]
             proc = spawn(f"py-spy {pid}", argv, output=log)
             attached = self._wait_attached(proc, log)
             if attached:
@@ -247,7 +253,7 @@ class ProfileSession:
         out = Path(f"{self._stem(prof.pid)}.speedscope.json")
         if rec.proc is not None:
             rec.proc.stop(timeout=30, sig=signal.SIGINT)  # py-spy writes its file on Ctrl-C
-            how = f"py-spy from outside ({prof.rate} Hz, all threads)"
+            how = f"py-spy from outside ({prof.rate} Hz, all threads, non-blocking)"
         else:
             written = self.folder / f"pyinstrument-{prof.pid}.speedscope.json"
             written.unlink(missing_ok=True)
