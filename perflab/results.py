@@ -207,6 +207,7 @@ def experiment_entry(exp: Experiment, profile: LoadProfile, **extra: object) -> 
         "baseline": exp.baseline,
         "profile": asdict(profile),
         "mix": [asdict(e) for e in exp.mix],
+        **({"warm": exp.warm} if exp.warm else {}),  # a warm experiment's warm set (runner)
         **extra,
         "variants": {},
     }

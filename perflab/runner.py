@@ -182,10 +182,13 @@ def warm_up(
         def read(one: tuple[str, dict[str, str]]) -> int:
             return client.get(one[0], headers=one[1]).status_code
 
-        with ThreadPoolExecutor(WARM_THREADS) as pool:
+        pool = ThreadPoolExecutor(WARM_THREADS)
+        try:
             for (target, _), status in zip(reads, pool.map(read, reads), strict=True):
                 if not (200 <= status < 300 or status == 404):
                     raise LabError(f"warming up: {target} answered {status}")
+        finally:  # a refusal or a Ctrl-C drops the reads not yet sent
+            pool.shutdown(wait=True, cancel_futures=True)
     return len(reads)
 
 
@@ -282,7 +285,7 @@ def run_experiments(
         for exp in experiments:
             prof = profile or (exp.quick_profile if quick else exp.profile)
             prof.validate()
-            run.add_experiment(exp, prof, **({"warm": exp.warm} if exp.warm else {}))
+            run.add_experiment(exp, prof)
             for rep, variant in schedule(exp, repeat):
                 key = f"{exp.name}/{variant.name}"
                 if key in errors:
@@ -421,7 +424,7 @@ def run_external(
     metrics = serves_metrics(url)
     target = external_target(url, metrics=metrics)
     run = Run.start(f"{exp.name}-external", repeat=repeat, quick=quick, target=target)
-    run.add_experiment(one, prof, target=url, **({"warm": exp.warm} if exp.warm else {}))
+    run.add_experiment(one, prof, target=url)
     if dataset is not None:
         run.manifest["dataset"] = dataset
     say(f"external target {url}: {EXTERNAL_LIMITS}; {target['metrics']}")
@@ -436,7 +439,7 @@ def run_external(
             say(f"[{exp.name}] {variant} at {url} (repeat {rep + 1}/{repeat}): "
                 f"{prof.model} model, {prof.duration:g} s")  # fmt: skip
             check_writable(run.path)
-            if extra is not None and exp.warm:
+            if exp.warm and extra is not None:
                 warm_up(url, exp.mix, extra["products"])
             scraper = MetricsScraper(url).start() if metrics else None
             try:
