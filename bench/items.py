@@ -743,11 +743,11 @@ def scale(b: Bench) -> list[Row]:
                 "not run with --quick",
             )
         )
-    rows.append(notebooks(b))
+    rows.append(notebooks())
     return rows
 
 
-def notebooks(b: Bench) -> Row:
+def notebooks() -> Row:
     """The notebooks are not run here: in quick mode they take longer than the bench's whole
     10-minute budget (a bench that ran them was always cut short). `make classroom-check`
     times each one (docs/instructor.md) and `make test` runs them all."""

@@ -111,9 +111,8 @@ def run_variant(
                 app="catalog" if one in svc.upstreams else exp.service_for(variant),
             )
     try:
-        extra = dataset_config(dataset or lab.ensure_data())
+        extra = traffic_config(exp, dataset or lab.ensure_data())
         if exp.warm:
-            extra["products"] = min(exp.warm, extra["products"])
             warm_up(svc.url, exp.mix, extra["products"], verify=verify_for(svc))
         if prometheus is not None:
             _wait_scraped(prometheus, run, [one.url for one in watched], label, "before the load")
@@ -150,6 +149,15 @@ def run_variant(
     )
     run.add_spans(svc.span_files, experiment=exp.name, variant=variant.name, repeat=repeat)
     return result.interrupted
+
+
+def traffic_config(exp: Experiment, dataset: dict | None) -> dict:
+    """The ids the traffic draws from: the dataset's (`dataset_config`; none known: the
+    locustfile's defaults), capped at the warm set when `exp` is warm."""
+    extra = dataset_config(dataset) if dataset is not None else {}
+    if exp.warm:
+        extra["products"] = min(exp.warm, extra.get("products", exp.warm))
+    return extra
 
 
 # Threads that read the warm set: enough to keep one uvicorn worker busy, few enough that the
@@ -428,10 +436,7 @@ def run_external(
     if dataset is not None:
         run.manifest["dataset"] = dataset
     say(f"external target {url}: {EXTERNAL_LIMITS}; {target['metrics']}")
-    extra = dataset_config(dataset) if dataset is not None else None
-    if exp.warm:
-        extra = {**(extra or {})}
-        extra["products"] = min(exp.warm, extra.get("products", exp.warm))
+    extra = traffic_config(exp, dataset)
     interrupted = False
     failure: LabError | None = None
     try:
@@ -439,7 +444,7 @@ def run_external(
             say(f"[{exp.name}] {variant} at {url} (repeat {rep + 1}/{repeat}): "
                 f"{prof.model} model, {prof.duration:g} s")  # fmt: skip
             check_writable(run.path)
-            if exp.warm and extra is not None:
+            if exp.warm:
                 warm_up(url, exp.mix, extra["products"])
             scraper = MetricsScraper(url).start() if metrics else None
             try:
